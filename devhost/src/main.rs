@@ -1,0 +1,99 @@
+//! devhost: runs this app's Spin components from `spin.toml` on wasmtime, like `spin up`, for
+//! the end-to-end tests, the benchmark and the local run without a Spin CLI. See README.md.
+
+mod app;
+mod host;
+mod manifest;
+mod outbound;
+mod postgres;
+mod router;
+mod server;
+mod variables;
+
+mod bindings {
+    include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
+}
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+use crate::app::{App, LoadOptions};
+use crate::manifest::Manifest;
+use crate::router::Router;
+use crate::server::Server;
+
+#[derive(Parser)]
+#[command(version, about = "Runs the Spin components of a spin.toml on wasmtime, like `spin up`")]
+struct Cli {
+    /// The Spin manifest.
+    #[arg(short = 'f', long = "from", default_value = "spin.toml")]
+    manifest: PathBuf,
+    /// Address to listen on (port 0 picks a free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    listen: String,
+    /// Serve only this component (repeatable), like `spin up --component-id`.
+    #[arg(short = 'c', long = "component-id")]
+    component_ids: Vec<String>,
+    /// Directory for compiled components (defaults to $XDG_CACHE_HOME/devhost or ~/.cache/devhost).
+    #[arg(long, env = "DEVHOST_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Compile the components on every start instead of using the cache.
+    #[arg(long)]
+    no_cache: bool,
+}
+
+fn main() {
+    if let Err(error) = run(Cli::parse()) {
+        eprintln!("Error: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let manifest = Manifest::load(&cli.manifest)?;
+    let cache_dir = if cli.no_cache { None } else { cli.cache_dir.or_else(default_cache_dir) };
+    let app = App::load(
+        &manifest,
+        &LoadOptions { manifest_path: &cli.manifest, component_ids: &cli.component_ids, cache_dir },
+    )?;
+    let router = Router::build(&manifest.trigger.http, |id| app.component(id).is_some())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&cli.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", cli.listen))?;
+        let base_url = format!("http://{}", listener.local_addr()?);
+        println!("\nServing {base_url}");
+        println!("Available Routes:");
+        for (component, route) in router.routes() {
+            println!("  {component}: {base_url}{route}");
+        }
+        let server = Arc::new(Server::new(Arc::new(app), router));
+        tokio::select! {
+            result = server.serve(listener) => result,
+            _ = shutdown_signal() => Ok(()),
+        }
+    })?;
+    // Instances may still be streaming bodies; they are not waited for.
+    runtime.shutdown_background();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("devhost"))
+}
