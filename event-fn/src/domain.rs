@@ -1,0 +1,290 @@
+//! The event as the API accepts it: request bodies are parsed here into types that cannot hold
+//! an invalid value, collecting every bad field with the reason.
+
+use chrono::{Datelike, NaiveDate};
+use serde_json::{Map, Value};
+
+use crate::problem::FieldError;
+
+pub const TITLE_MAX_CHARS: usize = 100;
+pub const DESCRIPTION_MAX_CHARS: usize = 5000;
+
+/// A title: a string, not blank, at most 100 characters; stored trimmed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EventTitle(String);
+
+impl EventTitle {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err("must not be blank".into());
+        }
+        if trimmed.chars().count() > TITLE_MAX_CHARS {
+            return Err(format!("must be at most {TITLE_MAX_CHARS} characters"));
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A description: at most 5,000 characters.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EventDescription(String);
+
+impl EventDescription {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.chars().count() > DESCRIPTION_MAX_CHARS {
+            return Err(format!("must be at most {DESCRIPTION_MAX_CHARS} characters"));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A calendar date written exactly as `YYYY-MM-DD`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EventDate(NaiveDate);
+
+impl EventDate {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let bytes = raw.as_bytes();
+        let shaped = bytes.len() == 10
+            && bytes[4] == b'-'
+            && bytes[7] == b'-'
+            && bytes
+                .iter()
+                .enumerate()
+                .all(|(i, b)| i == 4 || i == 7 || b.is_ascii_digit());
+        if !shaped {
+            return Err("must be a date written YYYY-MM-DD".into());
+        }
+        NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+            .ok()
+            .filter(|date| date.year() >= 1)
+            .map(Self)
+            .ok_or_else(|| "is not a real calendar date".to_owned())
+    }
+
+    pub fn from_date(date: NaiveDate) -> Self {
+        Self(date)
+    }
+
+    pub fn date(&self) -> NaiveDate {
+        self.0
+    }
+}
+
+impl std::fmt::Display for EventDate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0.format("%Y-%m-%d"))
+    }
+}
+
+impl serde::Serialize for EventDate {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// The content of an event, as `POST` creates it and `PUT` replaces it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EventInput {
+    pub title: EventTitle,
+    pub description: Option<EventDescription>,
+    pub date: EventDate,
+}
+
+/// A JSON merge patch (RFC 7396) of an event: absent fields stay, `description: null` clears.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventPatch {
+    pub title: Option<EventTitle>,
+    pub description: Option<Option<EventDescription>>,
+    pub date: Option<EventDate>,
+}
+
+impl EventPatch {
+    pub fn is_empty(&self) -> bool {
+        self.title.is_none() && self.description.is_none() && self.date.is_none()
+    }
+}
+
+const FIELDS: [&str; 3] = ["title", "description", "date"];
+
+impl EventInput {
+    /// Parses a full event: `title` and `date` required, `description` optional or null.
+    pub fn parse(body: &Value) -> Result<Self, Vec<FieldError>> {
+        let object = as_object(body)?;
+        let mut errors = unknown_fields(object);
+        let title = required(object, "title", &mut errors).and_then(|v| field(v, "title", &mut errors, EventTitle::parse));
+        let description = match object.get("description") {
+            None | Some(Value::Null) => None,
+            Some(v) => field(v, "description", &mut errors, EventDescription::parse),
+        };
+        let date = required(object, "date", &mut errors).and_then(|v| field(v, "date", &mut errors, EventDate::parse));
+        match (title, date) {
+            (Some(title), Some(date)) if errors.is_empty() => Ok(Self { title, description, date }),
+            _ => Err(errors),
+        }
+    }
+
+    /// The canonical form of the input, to tell a retried request from a different one.
+    pub fn fingerprint(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+impl EventPatch {
+    pub fn parse(body: &Value) -> Result<Self, Vec<FieldError>> {
+        let object = as_object(body)?;
+        let mut errors = unknown_fields(object);
+        let mut patch = EventPatch::default();
+        match object.get("title") {
+            None => {}
+            Some(Value::Null) => errors.push(FieldError::new("title", "cannot be removed: it is required")),
+            Some(v) => patch.title = field(v, "title", &mut errors, EventTitle::parse),
+        }
+        match object.get("description") {
+            None => {}
+            Some(Value::Null) => patch.description = Some(None),
+            Some(v) => {
+                if let Some(description) = field(v, "description", &mut errors, EventDescription::parse) {
+                    patch.description = Some(Some(description));
+                }
+            }
+        }
+        match object.get("date") {
+            None => {}
+            Some(Value::Null) => errors.push(FieldError::new("date", "cannot be removed: it is required")),
+            Some(v) => patch.date = field(v, "date", &mut errors, EventDate::parse),
+        }
+        if errors.is_empty() { Ok(patch) } else { Err(errors) }
+    }
+}
+
+fn as_object(body: &Value) -> Result<&Map<String, Value>, Vec<FieldError>> {
+    body.as_object()
+        .ok_or_else(|| vec![FieldError::new("", "the body must be a JSON object")])
+}
+
+fn unknown_fields(object: &Map<String, Value>) -> Vec<FieldError> {
+    object
+        .keys()
+        .filter(|key| !FIELDS.contains(&key.as_str()))
+        .map(|key| FieldError::new(key, "is not a field of an event"))
+        .collect()
+}
+
+fn required<'a>(object: &'a Map<String, Value>, name: &str, errors: &mut Vec<FieldError>) -> Option<&'a Value> {
+    match object.get(name) {
+        None | Some(Value::Null) => {
+            errors.push(FieldError::new(name, "is required"));
+            None
+        }
+        Some(value) => Some(value),
+    }
+}
+
+/// Parses a string field with `parse`, recording why it is not acceptable.
+fn field<T>(value: &Value, name: &str, errors: &mut Vec<FieldError>, parse: fn(&str) -> Result<T, String>) -> Option<T> {
+    let Some(text) = value.as_str() else {
+        errors.push(FieldError::new(name, &format!("must be a string, not {}", json_type(value))));
+        return None;
+    };
+    parse(text).map_err(|reason| errors.push(FieldError::new(name, &reason))).ok()
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn fields(errors: Vec<FieldError>) -> Vec<String> {
+        errors.into_iter().map(|e| e.field).collect()
+    }
+
+    #[test]
+    fn titles() {
+        assert_eq!(EventTitle::parse("  Weekly  ").unwrap().as_str(), "Weekly");
+        assert!(EventTitle::parse("   ").is_err());
+        assert!(EventTitle::parse("").is_err());
+        assert!(EventTitle::parse(&"x".repeat(100)).is_ok());
+        assert!(EventTitle::parse(&"x".repeat(101)).is_err());
+        // Characters, not bytes: 100 three-byte characters fit.
+        assert!(EventTitle::parse(&"€".repeat(100)).is_ok());
+        assert!(EventTitle::parse(&"€".repeat(101)).is_err());
+    }
+
+    #[test]
+    fn descriptions() {
+        assert!(EventDescription::parse(&"é".repeat(5000)).is_ok());
+        assert!(EventDescription::parse(&"é".repeat(5001)).is_err());
+        assert!(EventDescription::parse("").is_ok());
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(EventDate::parse("2024-02-29").unwrap().to_string(), "2024-02-29");
+        for bad in ["2024-02-30", "2023-02-29", "2024-13-01", "2024-00-10", "24-1-1", "2024-1-01", "2024-01-01T00:00:00Z", "2024/01/01", "", "0000-01-01", "+2024-01-1", "２０２４-01-01"] {
+            assert!(EventDate::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn full_input() {
+        let input = EventInput::parse(&json!({"title": "Weekly Meeting", "description": "Project discussion", "date": "2024-11-15"})).unwrap();
+        assert_eq!(input.title.as_str(), "Weekly Meeting");
+        assert_eq!(input.description.unwrap().as_str(), "Project discussion");
+        let input = EventInput::parse(&json!({"title": "x", "description": null, "date": "2024-11-15"})).unwrap();
+        assert_eq!(input.description, None);
+    }
+
+    #[test]
+    fn full_input_reports_every_bad_field() {
+        let errors = EventInput::parse(&json!({"description": 5, "date": 20240101, "colour": "red"})).unwrap_err();
+        let mut names = fields(errors);
+        names.sort();
+        assert_eq!(names, ["colour", "date", "description", "title"]);
+        assert_eq!(fields(EventInput::parse(&json!([1])).unwrap_err()), [""]);
+        assert_eq!(fields(EventInput::parse(&json!({"title": "t", "date": null})).unwrap_err()), ["date"]);
+    }
+
+    #[test]
+    fn merge_patch() {
+        let patch = EventPatch::parse(&json!({"description": null})).unwrap();
+        assert_eq!(patch.description, Some(None));
+        assert!(patch.title.is_none() && patch.date.is_none());
+        let patch = EventPatch::parse(&json!({"title": " New ", "date": "2025-01-31"})).unwrap();
+        assert_eq!(patch.title.unwrap().as_str(), "New");
+        assert!(EventPatch::parse(&json!({})).unwrap().is_empty());
+        assert_eq!(fields(EventPatch::parse(&json!({"title": null})).unwrap_err()), ["title"]);
+        assert_eq!(fields(EventPatch::parse(&json!({"date": "2025-02-30"})).unwrap_err()), ["date"]);
+        assert_eq!(fields(EventPatch::parse(&json!({"id": 4})).unwrap_err()), ["id"]);
+    }
+
+    #[test]
+    fn fingerprint_ignores_formatting_but_not_content() {
+        let a = EventInput::parse(&json!({"date": "2024-11-15", "title": "A "})).unwrap();
+        let b = EventInput::parse(&json!({"title": "A", "date": "2024-11-15", "description": null})).unwrap();
+        let c = EventInput::parse(&json!({"title": "B", "date": "2024-11-15"})).unwrap();
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        assert_ne!(a.fingerprint(), c.fingerprint());
+    }
+}

@@ -1,0 +1,189 @@
+//! The `/events` handlers: each reads like the API it serves.
+
+use chrono::NaiveDateTime;
+use serde::Serialize;
+use spin_sdk::http::{Method, Request, Response};
+
+use crate::Config;
+use crate::domain::{EventInput, EventPatch};
+use crate::pagination::{Cursor, ListQuery};
+use crate::problem::Problem;
+use crate::request::{self, Accepts};
+use crate::store::{CreateOutcome, Event, Store, Unavailable, WriteOutcome};
+
+const COLLECTION_ALLOW: &str = "GET, HEAD, POST, OPTIONS";
+const ITEM_ALLOW: &str = "GET, HEAD, PUT, PATCH, DELETE, OPTIONS";
+
+type Reply = Result<Response, Problem>;
+
+pub fn collection(config: &Config, request: Request) -> Response {
+    respond(match request.method() {
+        Method::Get | Method::Head => list(config, &request),
+        Method::Post => create(config, &request),
+        Method::Options => Ok(options(COLLECTION_ALLOW)),
+        _ => Err(Problem::method_not_allowed(COLLECTION_ALLOW)),
+    })
+}
+
+pub fn item(config: &Config, request: Request, id: &str) -> Response {
+    // Only canonical positive integers name events; anything else names nothing.
+    let Some(id) = id.parse::<i64>().ok().filter(|parsed| *parsed > 0 && parsed.to_string() == id) else {
+        return Problem::not_found(format!("there is no event {id:?}")).into();
+    };
+    respond(match request.method() {
+        Method::Get | Method::Head => get(config, &request, id),
+        Method::Put => replace(config, &request, id),
+        Method::Patch => patch(config, &request, id),
+        Method::Delete => delete(config, &request, id),
+        Method::Options => Ok(options(ITEM_ALLOW)),
+        _ => Err(Problem::method_not_allowed(ITEM_ALLOW)),
+    })
+}
+
+fn list(config: &Config, request: &Request) -> Reply {
+    let query = ListQuery::parse(request.query())
+        .map_err(|errors| Problem::invalid("the query parameters are not valid", errors))?;
+    let (events, more) = open(config)?.list(&query)?;
+    let mut response = Response::builder();
+    response.status(200).header("content-type", "application/json");
+    if let (true, Some(last)) = (more, events.last()) {
+        let next = query.next_page(Cursor { date: last.date, id: last.id });
+        response.header("link", format!("</events?{next}>; rel=\"next\""));
+    }
+    let body: Vec<EventBody> = events.iter().map(EventBody::from).collect();
+    Ok(response.body(json(&body)).build())
+}
+
+fn create(config: &Config, request: &Request) -> Reply {
+    let key = request::idempotency_key(request)?;
+    let input = EventInput::parse(&request::json_body(request, Accepts::Json)?)
+        .map_err(|errors| Problem::invalid("the event is not valid", errors))?;
+    match open(config)?.create(&input, key.as_deref())? {
+        CreateOutcome::Created(event) => Ok(created(&event, false)),
+        CreateOutcome::Replayed(event) => Ok(created(&event, true)),
+        CreateOutcome::KeyReused => Err(Problem::idempotency_key_reused()),
+    }
+}
+
+fn get(config: &Config, request: &Request, id: i64) -> Reply {
+    let event = open(config)?.get(id)?.ok_or_else(|| no_event(id))?;
+    if request::if_none_match(request, id, event.version) {
+        return Ok(Response::builder()
+            .status(304)
+            .header("etag", request::etag(id, event.version))
+            .build());
+    }
+    Ok(event_response(200, &event))
+}
+
+fn replace(config: &Config, request: &Request, id: i64) -> Reply {
+    let input = EventInput::parse(&request::json_body(request, Accepts::Json)?)
+        .map_err(|errors| Problem::invalid("the event is not valid", errors))?;
+    let if_match = request::if_match(request, id);
+    written(id, open(config)?.replace(id, &input, if_match.as_deref())?)
+}
+
+fn patch(config: &Config, request: &Request, id: i64) -> Reply {
+    let patch = EventPatch::parse(&request::json_body(request, Accepts::JsonOrMergePatch)?)
+        .map_err(|errors| Problem::invalid("the patch is not valid", errors))?;
+    let if_match = request::if_match(request, id);
+    let store = open(config)?;
+    if patch.is_empty() {
+        // An empty merge patch changes nothing: answer with the event as it is.
+        let event = store.get(id)?.ok_or_else(|| no_event(id))?;
+        if if_match.is_some_and(|versions| !versions.contains(&event.version)) {
+            return Err(Problem::precondition_failed());
+        }
+        return Ok(event_response(200, &event));
+    }
+    written(id, store.patch(id, &patch, if_match.as_deref())?)
+}
+
+fn delete(config: &Config, request: &Request, id: i64) -> Reply {
+    let if_match = request::if_match(request, id);
+    match open(config)?.delete(id, if_match.as_deref())? {
+        WriteOutcome::Done(()) => Ok(Response::builder().status(204).build()),
+        WriteOutcome::NotFound => Err(no_event(id)),
+        WriteOutcome::PreconditionFailed => Err(Problem::precondition_failed()),
+    }
+}
+
+fn written(id: i64, outcome: WriteOutcome<Event>) -> Reply {
+    match outcome {
+        WriteOutcome::Done(event) => Ok(event_response(200, &event)),
+        WriteOutcome::NotFound => Err(no_event(id)),
+        WriteOutcome::PreconditionFailed => Err(Problem::precondition_failed()),
+    }
+}
+
+fn open(config: &Config) -> Result<Store, Problem> {
+    Ok(Store::open(&config.db_url)?)
+}
+
+impl From<Unavailable> for Problem {
+    fn from(_: Unavailable) -> Self {
+        Problem::unavailable()
+    }
+}
+
+fn no_event(id: i64) -> Problem {
+    Problem::not_found(format!("there is no event {id}"))
+}
+
+fn respond(reply: Reply) -> Response {
+    reply.unwrap_or_else(Response::from)
+}
+
+fn options(allow: &str) -> Response {
+    Response::builder().status(204).header("allow", allow).build()
+}
+
+fn created(event: &Event, replayed: bool) -> Response {
+    let mut response = event_response(201, event);
+    response.set_header("location", format!("/events/{}", event.id));
+    if replayed {
+        response.set_header("idempotent-replayed", "true");
+    }
+    response
+}
+
+fn event_response(status: u16, event: &Event) -> Response {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("etag", request::etag(event.id, event.version))
+        .body(json(&EventBody::from(event)))
+        .build()
+}
+
+fn json(value: &impl Serialize) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// An event as the API shows it.
+#[derive(Serialize)]
+struct EventBody<'a> {
+    id: i64,
+    title: &'a str,
+    description: Option<&'a str>,
+    date: String,
+    created_at: String,
+    updated_at: String,
+}
+
+impl<'a> From<&'a Event> for EventBody<'a> {
+    fn from(event: &'a Event) -> Self {
+        Self {
+            id: event.id,
+            title: event.title.as_str(),
+            description: event.description.as_ref().map(|d| d.as_str()),
+            date: event.date.to_string(),
+            created_at: rfc3339_utc(event.created_at),
+            updated_at: rfc3339_utc(event.updated_at),
+        }
+    }
+}
+
+fn rfc3339_utc(at: NaiveDateTime) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
