@@ -1,0 +1,246 @@
+//! A PostgreSQL server of the harness's own, from the system's binaries.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+const TEMPLATE: &str = "app_template";
+
+pub struct Postgres {
+    bindir: PathBuf,
+    port: u16,
+    dir: tempfile::TempDir,
+    server: Mutex<Option<Child>>,
+    /// The uid/gid the server runs as when the harness runs as root (PostgreSQL refuses root).
+    user: Option<(u32, u32)>,
+    next_database: AtomicUsize,
+}
+
+impl Postgres {
+    /// Initializes a cluster in a new temporary directory, starts it on a free port and
+    /// creates the template database with every migration in `sql/` applied.
+    pub fn start() -> Result<Self> {
+        let bindir = find_bindir()?;
+        let user = if unsafe { libc::geteuid() } == 0 { Some(unprivileged_user()?) } else { None };
+        let dir = tempfile::Builder::new().prefix("e2e-postgres-").tempdir()?;
+        if let Some((uid, gid)) = user {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))?;
+        }
+        let postgres = Self {
+            bindir,
+            port: crate::free_port(),
+            dir,
+            server: Mutex::new(None),
+            user,
+            next_database: AtomicUsize::new(0),
+        };
+        postgres.init_and_start()?;
+        postgres.psql("postgres", &format!("CREATE DATABASE {TEMPLATE}"))?;
+        postgres.migrate(TEMPLATE)?;
+        Ok(postgres)
+    }
+
+    fn init_and_start(&self) -> Result<()> {
+        let data = self.data_dir();
+        let output = self
+            .command("initdb")
+            .args(["--auth=trust", "--username=postgres", "--encoding=UTF8", "--no-sync", "-D"])
+            .arg(&data)
+            .output()
+            .with_context(|| format!("running {}", self.bindir.join("initdb").display()))?;
+        if !output.status.success() {
+            bail!("initdb failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        self.launch()
+    }
+
+    /// Starts the server process on the existing data directory.
+    fn launch(&self) -> Result<()> {
+        let mut command = self.command("postgres");
+        command
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["-p", &self.port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+            .arg("-c")
+            .arg(format!("unix_socket_directories={}", self.dir.path().display()))
+            // Several devhosts, each pooling up to 64 connections, share this server.
+            .args(["-c", "max_connections=600", "-c", "shared_buffers=128MB"])
+            // A throwaway server: durability is not worth the time.
+            .args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(self.dir.path().join("server.log"))?));
+        crate::die_with_parent(&mut command, libc::SIGQUIT);
+        *self.server() = Some(command.spawn().context("starting postgres")?);
+        self.wait_ready()
+    }
+
+    fn server(&self) -> std::sync::MutexGuard<'_, Option<Child>> {
+        self.server.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn wait_ready(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = Command::new(self.bindir.join("pg_isready"))
+                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q"])
+                .status()
+                .with_context(|| format!("running {}", self.bindir.join("pg_isready").display()))?
+                .success();
+            if ready {
+                return Ok(());
+            }
+            if let Some(server) = self.server().as_mut()
+                && let Some(status) = server.try_wait()?
+            {
+                bail!("postgres exited with {status}: {}", self.log());
+            }
+            if Instant::now() > deadline {
+                bail!("postgres did not become ready: {}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the server (immediate shutdown), as if the database went down.
+    pub fn stop(&self) -> Result<()> {
+        if let Some(mut server) = self.server().take() {
+            unsafe { libc::kill(server.id() as i32, libc::SIGQUIT) };
+            server.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Starts the server again after `stop`, on the same port and data.
+    pub fn restart(&self) -> Result<()> {
+        self.stop()?;
+        self.launch()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A new, empty, migrated database; returns its connection URL.
+    pub fn create_database(&self) -> Result<String> {
+        let n = self.next_database.fetch_add(1, Ordering::SeqCst);
+        let name = format!("test_{}_{n}", std::process::id());
+        self.psql("postgres", &format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))?;
+        Ok(self.url(&name))
+    }
+
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}?sslmode=disable", self.port)
+    }
+
+    /// Runs SQL and returns psql's unaligned, tuples-only output.
+    pub fn psql(&self, database: &str, sql: &str) -> Result<String> {
+        let output = Command::new(self.bindir.join("psql"))
+            .arg(self.url(database))
+            .args(["--no-psqlrc", "--quiet", "--tuples-only", "--no-align", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()?;
+        if !output.status.success() {
+            bail!("psql {sql:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(String::from_utf8(output.stdout)?.trim().to_owned())
+    }
+
+    /// Applies `sql/` with the project's one migration procedure.
+    pub fn migrate(&self, database: &str) -> Result<String> {
+        let root = crate::workspace_root();
+        let output = Command::new("sh")
+            .arg(root.join("sql/migrate.sh"))
+            .env("DATABASE_URL", self.url(database))
+            .env("PATH", path_with(&self.bindir))
+            .output()?;
+        if !output.status.success() {
+            bail!("sql/migrate.sh failed: {}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(String::from_utf8(output.stdout)?)
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(self.bindir.join(program));
+        if let Some((uid, gid)) = self.user {
+            command.uid(uid).gid(gid);
+        }
+        command.current_dir(self.dir.path());
+        command
+    }
+}
+
+impl Postgres {
+    /// Stops the server and removes its directory; for a `Postgres` that is never dropped.
+    pub fn shutdown(&self) {
+        let _ = self.stop();
+        let _ = std::fs::remove_dir_all(self.dir.path());
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// The directory of `initdb` and `postgres`: `$PG_BINDIR`, the PATH, or Debian's
+/// `/usr/lib/postgresql/<version>/bin` (newest first).
+pub fn find_bindir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("PG_BINDIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .find(|dir| dir.join("initdb").is_file() && dir.join("postgres").is_file());
+    // Resolve links, so the other server tools (pg_isready) are found beside initdb.
+    if let Some(dir) = on_path.and_then(|dir| std::fs::canonicalize(dir.join("initdb")).ok()) {
+        return dir.parent().map(Path::to_path_buf).context("initdb has no directory");
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| Some((entry.file_name().to_str()?.parse().ok()?, entry.path().join("bin"))))
+        .filter(|(_, bin): &(u32, PathBuf)| bin.join("initdb").is_file())
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin).context(
+        "no PostgreSQL server binaries found: install them (Debian: apt-get install postgresql) or set PG_BINDIR",
+    )
+}
+
+/// The `postgres` user Debian's package creates, else `nobody`.
+fn unprivileged_user() -> Result<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd")?;
+    for wanted in ["postgres", "nobody"] {
+        for line in passwd.lines() {
+            let fields: Vec<&str> = line.split(':').collect();
+            if fields.len() > 3 && fields[0] == wanted {
+                return Ok((fields[2].parse()?, fields[3].parse()?));
+            }
+        }
+    }
+    bail!("running as root and no unprivileged user (postgres or nobody) exists to run PostgreSQL")
+}
+
+fn path_with(dir: &Path) -> std::ffi::OsString {
+    let mut paths = vec![dir.to_path_buf()];
+    if let Some(path) = std::env::var_os("PATH") {
+        paths.extend(std::env::split_paths(&path));
+    }
+    std::env::join_paths(paths).unwrap_or_default()
+}
