@@ -23,11 +23,11 @@ CREATE INDEX events_title_trgm ON events USING gin (title gin_trgm_ops);
 
 CREATE TABLE idempotency_keys (
     key         text PRIMARY KEY CHECK (char_length(key) BETWEEN 1 AND 255),
-    -- The normalized request the key was first used with.
+    -- The normalized request the key was first used with: a retry must send the same.
     request     text NOT NULL,
-    -- The first response, replayed to retries.
+    -- The event the first request created; with the request, the first response is rebuilt
+    -- exactly (the event as created: version 1, updated_at = created_at).
     event_id    bigint NOT NULL,
-    response    text NOT NULL,
     created_at  timestamp NOT NULL DEFAULT (now() AT TIME ZONE 'utc')
 );
 

@@ -106,10 +106,11 @@ impl Postgres {
         }
     }
 
-    /// Stops the server (immediate shutdown), as if the database went down.
+    /// Stops the server, as if the database went down.
     pub fn stop(&self) -> Result<()> {
         if let Some(mut server) = self.server().take() {
-            unsafe { libc::kill(server.id() as i32, libc::SIGQUIT) };
+            // Fast shutdown: sessions end, and what was committed is on disk when it comes back.
+            unsafe { libc::kill(server.id() as i32, libc::SIGINT) };
             server.wait()?;
         }
         Ok(())
