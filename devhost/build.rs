@@ -15,10 +15,16 @@ fn main() -> Result<()> {
     let sdk_wit = spin_sdk_wit_dir()?;
     let wit = out_dir.join("wit");
     let _ = fs::remove_dir_all(&wit);
-    copy_package(&sdk_wit.join("deps/spin-postgres@4.0.0/postgres.wit"), &wit.join("deps/spin-postgres/postgres.wit"))?;
+    copy_package(
+        &sdk_wit.join("deps/spin-postgres@4.0.0/postgres.wit"),
+        &wit.join("deps/spin-postgres/postgres.wit"),
+    )?;
     // `fermyon:spin@2.0.0` also holds a world that pulls in old WASI packages: take only variables.
     let variables = fs::read_to_string(sdk_wit.join("deps/spin@2.0.0/variables.wit"))?;
-    write(&wit.join("deps/fermyon-spin/variables.wit"), &format!("package fermyon:spin@2.0.0;\n\n{variables}"))?;
+    write(
+        &wit.join("deps/fermyon-spin/variables.wit"),
+        &format!("package fermyon:spin@2.0.0;\n\n{variables}"),
+    )?;
     write(
         &wit.join("world.wit"),
         "package devhost:host;\n\nworld spin-imports {\n    import spin:postgres/postgres@4.0.0;\n    import fermyon:spin/variables@2.0.0;\n}\n",
@@ -52,10 +58,15 @@ fn spin_sdk_wit_dir() -> Result<PathBuf> {
         .output()
         .context("running cargo metadata to locate spin-sdk")?;
     if !output.status.success() {
-        bail!("cargo metadata failed: {}", String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-    let packages = metadata["packages"].as_array().context("cargo metadata has no packages")?;
+    let packages = metadata["packages"]
+        .as_array()
+        .context("cargo metadata has no packages")?;
     for package in packages {
         let version = package["version"].as_str().unwrap_or_default();
         if package["name"] == "spin-sdk" && version.starts_with(SPIN_SDK_VERSION_PREFIX) {

@@ -63,7 +63,8 @@ impl App {
                 );
             }
         }
-        let selected = |id: &str| options.component_ids.is_empty() || options.component_ids.iter().any(|c| c == id);
+        let selected =
+            |id: &str| options.component_ids.is_empty() || options.component_ids.iter().any(|c| c == id);
         // Like Spin's environment provider: the process environment, then a `.env` file in the
         // working directory.
         let dotenv: HashMap<String, String> = dotenvy::dotenv_iter()
@@ -95,7 +96,9 @@ impl App {
                 format!("component {id:?} imports an interface devhost does not provide (see devhost/README.md)")
             })?;
             let pre = ProxyPre::new(pre).map_err(anyhow::Error::from).with_context(|| {
-                format!("component {id:?} does not export wasi:http/incoming-handler: is it an HTTP component?")
+                format!(
+                    "component {id:?} does not export wasi:http/incoming-handler: is it an HTTP component?"
+                )
             })?;
             components.insert(
                 id.clone(),
@@ -108,7 +111,11 @@ impl App {
                 }),
             );
         }
-        Ok(Self { engine, components, pg_pools: PgPools::default() })
+        Ok(Self {
+            engine,
+            components,
+            pg_pools: PgPools::default(),
+        })
     }
 
     pub fn component(&self, id: &str) -> Option<Arc<AppComponent>> {
@@ -152,10 +159,15 @@ impl App {
         });
         match receiver.await {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(error_code)) => bail!("component {:?} answered with an error: {error_code:?}", component.id),
+            Ok(Err(error_code)) => bail!(
+                "component {:?} answered with an error: {error_code:?}",
+                component.id
+            ),
             Err(_) => match task.await {
                 Ok(Ok(())) => bail!("component {:?} returned without sending a response", component.id),
-                Ok(Err(trap)) => Err(anyhow::Error::from(trap).context(format!("component {:?} trapped", component.id))),
+                Ok(Err(trap)) => {
+                    Err(anyhow::Error::from(trap).context(format!("component {:?} trapped", component.id)))
+                }
                 Err(join_error) => bail!("component {:?} task failed: {join_error}", component.id),
             },
         }
@@ -193,12 +205,20 @@ fn new_linker(engine: &Engine) -> Result<Linker<HostState>> {
     Ok(linker)
 }
 
-fn expand_all(variables: &AppVariables, templates: &BTreeMap<String, String>) -> Result<HashMap<String, String>> {
+fn expand_all(
+    variables: &AppVariables,
+    templates: &BTreeMap<String, String>,
+) -> Result<HashMap<String, String>> {
     templates
         .iter()
         .map(|(name, template)| {
             crate::variables::validate_name(name)?;
-            Ok((name.clone(), variables.expand(template).with_context(|| format!("variable {name}"))?))
+            Ok((
+                name.clone(),
+                variables
+                    .expand(template)
+                    .with_context(|| format!("variable {name}"))?,
+            ))
         })
         .collect()
 }
@@ -208,7 +228,9 @@ fn expand_all(variables: &AppVariables, templates: &BTreeMap<String, String>) ->
 /// written as a template is not checked.
 fn check_chaining_targets(id: &str, entries: &[String], selected: &impl Fn(&str) -> bool) -> Result<()> {
     for entry in entries.iter().filter(|entry| !entry.contains("{{")) {
-        let host = entry.split_once("://").map_or("", |(_, rest)| rest.split([':', '/']).next().unwrap_or_default());
+        let host = entry
+            .split_once("://")
+            .map_or("", |(_, rest)| rest.split([':', '/']).next().unwrap_or_default());
         match host.strip_suffix(".spin.internal") {
             Some("*") => bail!(
                 "Selected component '{id}' cannot use wildcard service chaining: allowed_outbound_hosts = [\"{entry}\"]"
@@ -232,7 +254,14 @@ fn compile(engine: &Engine, id: &str, wasm_path: &Path, cache_dir: Option<&Path>
         )
     })?;
     let Some(cache_dir) = cache_dir else {
-        return Component::new(engine, &wasm).map_err(anyhow::Error::from).with_context(|| format!("component {id:?}: {} is not a valid component", wasm_path.display()));
+        return Component::new(engine, &wasm)
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!(
+                    "component {id:?}: {} is not a valid component",
+                    wasm_path.display()
+                )
+            });
     };
     let mut hasher = Sha256::new();
     hasher.update(&wasm);
@@ -248,14 +277,25 @@ fn compile(engine: &Engine, id: &str, wasm_path: &Path, cache_dir: Option<&Path>
         // cache directory that only devhost writes.
         match unsafe { Component::deserialize_file(engine, &cached) } {
             Ok(component) => return Ok(component),
-            Err(e) => eprintln!("devhost: ignoring unusable cache entry {}: {e:#}", cached.display()),
+            Err(e) => eprintln!(
+                "devhost: ignoring unusable cache entry {}: {e:#}",
+                cached.display()
+            ),
         }
     }
     let component = Component::new(engine, &wasm)
         .map_err(anyhow::Error::from)
-        .with_context(|| format!("component {id:?}: {} is not a valid component", wasm_path.display()))?;
+        .with_context(|| {
+            format!(
+                "component {id:?}: {} is not a valid component",
+                wasm_path.display()
+            )
+        })?;
     if let Err(e) = write_cache(&cached, &component) {
-        eprintln!("devhost: could not write the compilation cache {}: {e:#}", cached.display());
+        eprintln!(
+            "devhost: could not write the compilation cache {}: {e:#}",
+            cached.display()
+        );
     }
     Ok(component)
 }
@@ -263,7 +303,11 @@ fn compile(engine: &Engine, id: &str, wasm_path: &Path, cache_dir: Option<&Path>
 fn write_cache(path: &Path, component: &Component) -> Result<()> {
     let dir = path.parent().context("cache path has no directory")?;
     std::fs::create_dir_all(dir)?;
-    let temp = dir.join(format!(".{}.{}", std::process::id(), path.file_name().unwrap_or_default().to_string_lossy()));
+    let temp = dir.join(format!(
+        ".{}.{}",
+        std::process::id(),
+        path.file_name().unwrap_or_default().to_string_lossy()
+    ));
     std::fs::write(&temp, component.serialize()?)?;
     std::fs::rename(&temp, path)?;
     Ok(())

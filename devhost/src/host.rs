@@ -35,7 +35,9 @@ impl HostState {
         let mut wasi = WasiCtx::builder();
         // As in `spin up`, both of the guest's streams go to the host's stderr.
         let output = ComponentOutput::new(&component.id);
-        wasi.stdout(output.clone()).stderr(output).envs(&component.environment);
+        wasi.stdout(output.clone())
+            .stderr(output)
+            .envs(&component.environment);
         Self {
             table: ResourceTable::new(),
             wasi: wasi.build(),
@@ -56,7 +58,10 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -102,7 +107,9 @@ impl HostState {
         config: OutgoingRequestConfig,
     ) -> HttpResult<HostFutureIncomingResponse> {
         let Some(component) = self.app.component(target) else {
-            return Err(HttpError::trap(wasmtime::Error::msg(format!("unknown routing destination '{target}'"))));
+            return Err(HttpError::trap(wasmtime::Error::msg(format!(
+                "unknown routing destination '{target}'"
+            ))));
         };
         let app = self.app.clone();
         let handle = wasmtime_wasi::runtime::spawn(async move {
@@ -150,7 +157,9 @@ struct ComponentOutput {
 
 impl ComponentOutput {
     fn new(component_id: &str) -> Self {
-        Self { prefix: format!("[{component_id}] ").into() }
+        Self {
+            prefix: format!("[{component_id}] ").into(),
+        }
     }
 }
 
@@ -162,7 +171,10 @@ impl IsTerminal for ComponentOutput {
 
 impl StdoutStream for ComponentOutput {
     fn p2_stream(&self) -> Box<dyn wasmtime_wasi::p2::OutputStream> {
-        Box::new(LineWriter { output: self.clone(), pending: Vec::new() })
+        Box::new(LineWriter {
+            output: self.clone(),
+            pending: Vec::new(),
+        })
     }
 
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {

@@ -26,7 +26,10 @@ use crate::router::Router;
 use crate::server::Server;
 
 #[derive(Parser)]
-#[command(version, about = "Runs the Spin components of a spin.toml on wasmtime, like `spin up`")]
+#[command(
+    version,
+    about = "Runs the Spin components of a spin.toml on wasmtime, like `spin up`"
+)]
 struct Cli {
     /// The Spin manifest.
     #[arg(short = 'f', long = "from", default_value = "spin.toml")]
@@ -54,10 +57,18 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     let manifest = Manifest::load(&cli.manifest)?;
-    let cache_dir = if cli.no_cache { None } else { cli.cache_dir.or_else(default_cache_dir) };
+    let cache_dir = if cli.no_cache {
+        None
+    } else {
+        cli.cache_dir.or_else(default_cache_dir)
+    };
     let app = App::load(
         &manifest,
-        &LoadOptions { manifest_path: &cli.manifest, component_ids: &cli.component_ids, cache_dir },
+        &LoadOptions {
+            manifest_path: &cli.manifest,
+            component_ids: &cli.component_ids,
+            cache_dir,
+        },
     )?;
     let router = Router::build(&manifest.trigger.http, |id| app.component(id).is_some())?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -21,7 +21,10 @@ pub struct Manifest {
 
 #[derive(Debug, Deserialize)]
 pub struct Application {
-    #[expect(dead_code, reason = "required by Spin's manifest format; devhost has no use for it")]
+    #[expect(
+        dead_code,
+        reason = "required by Spin's manifest format; devhost has no use for it"
+    )]
     pub name: String,
     #[serde(default)]
     pub trigger: ApplicationTriggers,
@@ -100,10 +103,18 @@ impl Manifest {
                 manifest.spin_manifest_version
             );
         }
-        if let Some(base) = manifest.application.trigger.http.as_ref().and_then(|h| h.base.as_deref())
+        if let Some(base) = manifest
+            .application
+            .trigger
+            .http
+            .as_ref()
+            .and_then(|h| h.base.as_deref())
             && base != "/"
         {
-            bail!("{}: [application.trigger.http] base = {base:?}: Spin 3.6 supports only \"/\"", path.display());
+            bail!(
+                "{}: [application.trigger.http] base = {base:?}: Spin 3.6 supports only \"/\"",
+                path.display()
+            );
         }
         for trigger in &manifest.trigger.http {
             if !manifest.component.contains_key(&trigger.component) {

@@ -47,11 +47,15 @@ impl AllowedHosts {
 
     /// Whether a connection to `scheme://host:port` is allowed (`port` None means the default).
     pub fn allows(&self, scheme: &str, host: &str, port: Option<u16>) -> bool {
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
         let port = port.or_else(|| default_port(scheme));
-        self.entries.iter().any(|entry| entry.matches(scheme, &host, port))
+        self.entries
+            .iter()
+            .any(|entry| entry.matches(scheme, &host, port))
     }
-
 }
 
 impl AllowedHost {
@@ -76,22 +80,37 @@ impl AllowedHost {
             "" => bail!("allowed_outbound_hosts entry {entry:?} has no host"),
             "*" => HostPattern::Any,
             h if h.starts_with("*.") => HostPattern::Suffix(h[1..].to_ascii_lowercase()),
-            h if h.contains('*') => bail!("allowed_outbound_hosts entry {entry:?}: '*' may only stand for the whole host or a leading label"),
-            h => HostPattern::Exact(h.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase()),
+            h if h.contains('*') => bail!(
+                "allowed_outbound_hosts entry {entry:?}: '*' may only stand for the whole host or a leading label"
+            ),
+            h => HostPattern::Exact(
+                h.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_ascii_lowercase(),
+            ),
         };
         let port = match port {
             None => match &scheme_pattern {
                 Pattern::Exact(s) => match default_port(s) {
                     Some(p) => PortPattern::Range(p, p + 1),
-                    None => bail!("allowed_outbound_hosts entry {entry:?}: scheme {s} has no default port, so give one"),
+                    None => bail!(
+                        "allowed_outbound_hosts entry {entry:?}: scheme {s} has no default port, so give one"
+                    ),
                 },
-                Pattern::Any => bail!("allowed_outbound_hosts entry {entry:?}: a wildcard scheme needs a port (use :* for any)"),
+                Pattern::Any => bail!(
+                    "allowed_outbound_hosts entry {entry:?}: a wildcard scheme needs a port (use :* for any)"
+                ),
             },
             Some("*") => PortPattern::Any,
-            Some(p) => parse_port_range(p)
-                .ok_or_else(|| anyhow::anyhow!("allowed_outbound_hosts entry {entry:?} has an invalid port {p:?}"))?,
+            Some(p) => parse_port_range(p).ok_or_else(|| {
+                anyhow::anyhow!("allowed_outbound_hosts entry {entry:?} has an invalid port {p:?}")
+            })?,
         };
-        Ok(Self { scheme: scheme_pattern, host, port })
+        Ok(Self {
+            scheme: scheme_pattern,
+            host,
+            port,
+        })
     }
 
     fn matches(&self, scheme: &str, host: &str, port: Option<u16>) -> bool {
@@ -135,7 +154,10 @@ fn parse_port_range(text: &str) -> Option<PortPattern> {
             let (lo, hi) = (lo.parse().ok()?, hi.parse().ok()?);
             (lo < hi).then_some(PortPattern::Range(lo, hi))
         }
-        None => text.parse::<u16>().ok().map(|p| PortPattern::Range(p, p.saturating_add(1))),
+        None => text
+            .parse::<u16>()
+            .ok()
+            .map(|p| PortPattern::Range(p, p.saturating_add(1))),
     }
 }
 
@@ -171,7 +193,11 @@ mod tests {
 
     #[test]
     fn wildcards_and_ranges() {
-        let allowed = hosts(&["*://*.spin.internal:*", "http://127.0.0.1:8000..8010", "https://*:443"]);
+        let allowed = hosts(&[
+            "*://*.spin.internal:*",
+            "http://127.0.0.1:8000..8010",
+            "https://*:443",
+        ]);
         assert!(allowed.allows("http", "notify-fn.spin.internal", None));
         assert!(!allowed.allows("http", "spin.internal", None));
         assert!(allowed.allows("http", "127.0.0.1", Some(8005)));
@@ -188,7 +214,14 @@ mod tests {
 
     #[test]
     fn bad_entries_are_refused() {
-        for bad in ["db.local", "http://host/path", "http://host:abc", "*://host", "http://", "http://a*b.com"] {
+        for bad in [
+            "db.local",
+            "http://host/path",
+            "http://host:abc",
+            "*://host",
+            "http://",
+            "http://a*b.com",
+        ] {
             assert!(AllowedHosts::parse(&[bad.to_string()]).is_err(), "{bad}");
         }
         assert!(AllowedHosts::parse(&["http://host/".to_string()]).is_ok());

@@ -27,7 +27,8 @@ pub struct PgPools {
 }
 
 impl PgPools {
-    fn pool_for(&self, address: &str, config: tokio_postgres::Config) -> Result<Pool, PgError> {
+    /// The pool for `address`, created on first use; errors are connection-failed messages.
+    fn pool_for(&self, address: &str, config: tokio_postgres::Config) -> Result<Pool, String> {
         let mut pools = self.pools.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(pool) = pools.get(address) {
             return Ok(pool.clone());
@@ -35,12 +36,14 @@ impl PgPools {
         let manager = Manager::from_config(
             config,
             NoTls,
-            ManagerConfig { recycling_method: RecyclingMethod::Clean },
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Clean,
+            },
         );
         let pool = Pool::builder(manager)
             .max_size(MAX_POOL_SIZE)
             .build()
-            .map_err(|e| PgError::ConnectionFailed(format!("{e:?}")))?;
+            .map_err(|e| format!("{e:?}"))?;
         pools.insert(address.to_owned(), pool.clone());
         Ok(pool)
     }
@@ -59,12 +62,12 @@ impl pg::HostConnection for HostState {
             Ok(config) => config,
             Err(e) => return Ok(Err(PgError::ConnectionFailed(e.to_string()))),
         };
-        if let Err(denied) = self.check_postgres_address(&config) {
-            return Ok(Err(denied));
-        }
-        let pool = match self.pg_pools().pool_for(&address, config) {
+        let pool = match self
+            .check_postgres_address(&config)
+            .and_then(|()| self.pg_pools().pool_for(&address, config))
+        {
             Ok(pool) => pool,
-            Err(e) => return Ok(Err(e)),
+            Err(message) => return Ok(Err(PgError::ConnectionFailed(message))),
         };
         let client = match pool.get().await {
             Ok(client) => client,
@@ -84,7 +87,8 @@ impl pg::HostConnection for HostState {
             Err(e) => return Ok(Err(PgError::BadParameter(e))),
         };
         let client = &self.table.get(&connection)?.client;
-        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
         let rows = match client.query(&statement, &refs).await {
             Ok(rows) => rows,
             Err(e) => return Ok(Err(query_failed(e))),
@@ -104,7 +108,8 @@ impl pg::HostConnection for HostState {
             Err(e) => return Ok(Err(PgError::ValueConversionFailed(e))),
         };
         let client = &self.table.get(&connection)?.client;
-        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
         Ok(client.execute(&statement, &refs).await.map_err(query_failed))
     }
 
@@ -117,11 +122,11 @@ impl pg::HostConnection for HostState {
 impl HostState {
     /// Spin checks `postgres://host[:port]` (no port: 5432) against `allowed_outbound_hosts`,
     /// whatever scheme the connection string uses.
-    fn check_postgres_address(&self, config: &tokio_postgres::Config) -> Result<(), PgError> {
+    fn check_postgres_address(&self, config: &tokio_postgres::Config) -> Result<(), String> {
         let ports = config.get_ports();
         for (index, host) in config.get_hosts().iter().enumerate() {
             let tokio_postgres::config::Host::Tcp(host) = host else {
-                return Err(PgError::ConnectionFailed("Unix sockets are not supported on WebAssembly".into()));
+                return Err("Unix sockets are not supported on WebAssembly".into());
             };
             let port = ports.get(index).or(ports.first()).copied();
             if !self.allowed_hosts().allows("postgres", host, port) {
@@ -130,7 +135,7 @@ impl HostState {
                     None => format!("postgres://{host}"),
                 };
                 crate::host::warn_denied(&url);
-                return Err(PgError::ConnectionFailed(format!("address {url} is not permitted")));
+                return Err(format!("address {url} is not permitted"));
             }
         }
         Ok(())
@@ -210,16 +215,14 @@ fn to_sql_param(value: ParameterValue) -> Result<SqlParam, String> {
         ParameterValue::Timestamp(v) => Box::new(
             chrono::DateTime::from_timestamp(v, 0).ok_or_else(|| format!("invalid epoch timestamp {v}"))?,
         ),
-        ParameterValue::Uuid(v) => Box::new(
-            uuid::Uuid::parse_str(&v).map_err(|e| format!("invalid uuid {v:?}: {e}"))?,
-        ),
+        ParameterValue::Uuid(v) => {
+            Box::new(uuid::Uuid::parse_str(&v).map_err(|e| format!("invalid uuid {v:?}: {e}"))?)
+        }
         ParameterValue::Jsonb(v) => Box::new(
-            serde_json::from_slice::<serde_json::Value>(&v)
-                .map_err(|e| format!("invalid JSON: {e}"))?,
+            serde_json::from_slice::<serde_json::Value>(&v).map_err(|e| format!("invalid JSON: {e}"))?,
         ),
         ParameterValue::Decimal(v) => Box::new(
-            rust_decimal::Decimal::from_str_exact(&v)
-                .map_err(|e| format!("invalid decimal {v:?}: {e}"))?,
+            rust_decimal::Decimal::from_str_exact(&v).map_err(|e| format!("invalid decimal {v:?}: {e}"))?,
         ),
         ParameterValue::ArrayInt32(v) => Box::new(v),
         ParameterValue::ArrayInt64(v) => Box::new(v),
@@ -316,13 +319,20 @@ fn to_row_set(rows: &[Row]) -> Result<RowSet, String> {
         Some(row) => row
             .columns()
             .iter()
-            .map(|c| Column { name: c.name().to_owned(), data_type: data_type(c.type_()) })
+            .map(|c| Column {
+                name: c.name().to_owned(),
+                data_type: data_type(c.type_()),
+            })
             .collect(),
         None => Vec::new(),
     };
     let rows = rows
         .iter()
-        .map(|row| (0..row.len()).map(|i| db_value(row, i)).collect::<Result<Vec<_>, _>>())
+        .map(|row| {
+            (0..row.len())
+                .map(|i| db_value(row, i))
+                .collect::<Result<Vec<_>, _>>()
+        })
         .collect::<Result<_, _>>()?;
     Ok(RowSet { columns, rows })
 }
@@ -384,13 +394,17 @@ fn db_value(row: &Row, index: usize) -> Result<DbValue, String> {
         Type::JSONB => or_null(get::<serde_json::Value>(row, index)?, |v| {
             DbValue::Jsonb(serde_json::to_vec(&v).unwrap_or_default())
         }),
-        Type::NUMERIC => or_null(get::<rust_decimal::Decimal>(row, index)?, |d| DbValue::Decimal(d.to_string())),
+        Type::NUMERIC => or_null(get::<rust_decimal::Decimal>(row, index)?, |d| {
+            DbValue::Decimal(d.to_string())
+        }),
         Type::INT4_ARRAY => or_null(get(row, index)?, DbValue::ArrayInt32),
         Type::INT8_ARRAY => or_null(get(row, index)?, DbValue::ArrayInt64),
         Type::NUMERIC_ARRAY => or_null(get::<Vec<Option<rust_decimal::Decimal>>>(row, index)?, |v| {
             DbValue::ArrayDecimal(v.into_iter().map(|d| d.map(|d| d.to_string())).collect())
         }),
-        Type::TEXT_ARRAY | Type::VARCHAR_ARRAY | Type::BPCHAR_ARRAY => or_null(get(row, index)?, DbValue::ArrayStr),
+        Type::TEXT_ARRAY | Type::VARCHAR_ARRAY | Type::BPCHAR_ARRAY => {
+            or_null(get(row, index)?, DbValue::ArrayStr)
+        }
         Type::INTERVAL => or_null(get::<Interval>(row, index)?, |i| DbValue::Interval(i.0)),
         _ => or_null(get::<Raw>(row, index)?, |raw| DbValue::Unsupported(raw.0)),
     })

@@ -71,16 +71,28 @@ impl Router {
                 .split('/')
                 .filter(|s| !s.is_empty())
                 .map(|s| match s.strip_prefix(':') {
-                    Some("") => bail!("route {raw:?} of component {:?}: parameters must be named", trigger.component),
+                    Some("") => bail!(
+                        "route {raw:?} of component {:?}: parameters must be named",
+                        trigger.component
+                    ),
                     Some(name) => Ok(Segment::Param(name.to_owned())),
                     None if s.contains('*') => {
-                        bail!("route {raw:?} of component {:?}: a wildcard may only end a route", trigger.component)
+                        bail!(
+                            "route {raw:?} of component {:?}: a wildcard may only end a route",
+                            trigger.component
+                        )
                     }
                     None => Ok(Segment::Exact(s.to_owned())),
                 })
                 .collect::<Result<Vec<_>>>()?;
             routes.retain(|r| r.raw != raw);
-            routes.push(Route { component: trigger.component.clone(), raw, based, segments, wildcard });
+            routes.push(Route {
+                component: trigger.component.clone(),
+                raw,
+                based,
+                segments,
+                wildcard,
+            });
         }
         Ok(Self { routes })
     }
@@ -182,7 +194,11 @@ impl RouteMatch {
 }
 
 fn absolute(path: &str) -> String {
-    if path.starts_with('/') { path.to_owned() } else { format!("/{path}") }
+    if path.starts_with('/') {
+        path.to_owned()
+    } else {
+        format!("/{path}")
+    }
 }
 
 fn strip_trailing_slash(path: &str) -> &str {
@@ -210,7 +226,12 @@ mod tests {
 
     #[test]
     fn exact_beats_wildcard_and_longer_prefix_wins() {
-        let r = router(&[("/...", "catch-all"), ("/events/...", "events"), ("/events", "list"), ("/events/special", "special")]);
+        let r = router(&[
+            ("/...", "catch-all"),
+            ("/events/...", "events"),
+            ("/events", "list"),
+            ("/events/special", "special"),
+        ]);
         assert_eq!(component(&r, "/events").as_deref(), Some("list"));
         assert_eq!(component(&r, "/events/").as_deref(), Some("list"));
         assert_eq!(component(&r, "/events/42").as_deref(), Some("events"));
@@ -252,9 +273,18 @@ mod tests {
     #[test]
     fn private_routes_are_not_routed_and_duplicates_replace() {
         let triggers = vec![
-            HttpTrigger { route: RouteSpec::Private { private: true }, component: "hidden".into() },
-            HttpTrigger { route: RouteSpec::Path("/a".into()), component: "first".into() },
-            HttpTrigger { route: RouteSpec::Path("/a".into()), component: "second".into() },
+            HttpTrigger {
+                route: RouteSpec::Private { private: true },
+                component: "hidden".into(),
+            },
+            HttpTrigger {
+                route: RouteSpec::Path("/a".into()),
+                component: "first".into(),
+            },
+            HttpTrigger {
+                route: RouteSpec::Path("/a".into()),
+                component: "second".into(),
+            },
         ];
         let r = Router::build(&triggers, |_| true).unwrap();
         assert_eq!(component(&r, "/a").as_deref(), Some("second"));

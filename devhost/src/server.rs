@@ -51,16 +51,20 @@ impl Server {
                 let connection = hyper::server::conn::http1::Builder::new()
                     .keep_alive(true)
                     .serve_connection(TokioIo::new(stream), service);
-                if let Err(e) = connection.await {
-                    if !(e.is_incomplete_message() || e.is_canceled()) {
-                        eprintln!("devhost: connection from {client_addr}: {e}");
-                    }
+                if let Err(e) = connection.await
+                    && !(e.is_incomplete_message() || e.is_canceled())
+                {
+                    eprintln!("devhost: connection from {client_addr}: {e}");
                 }
             });
         }
     }
 
-    async fn dispatch(&self, request: Request<Incoming>, client_addr: SocketAddr) -> Response<HyperOutgoingBody> {
+    async fn dispatch(
+        &self,
+        request: Request<Incoming>,
+        client_addr: SocketAddr,
+    ) -> Response<HyperOutgoingBody> {
         let path = request.uri().path().to_owned();
         if let Some(well_known) = path.strip_prefix(WELL_KNOWN_PREFIX) {
             return match well_known {
@@ -87,7 +91,10 @@ impl Server {
 
 /// Prepares a service-chained request for `component` as Spin does: the whole path is the
 /// path info of a synthetic `/...` route.
-pub fn chained_request(request: Request<HyperOutgoingBody>, component: &str) -> Result<Request<HyperIncomingBody>> {
+pub fn chained_request(
+    request: Request<HyperOutgoingBody>,
+    component: &str,
+) -> Result<Request<HyperIncomingBody>> {
     let route_match = RouteMatch::chained(component, request.uri().path());
     with_spin_headers(request, &route_match, CHAINED_CLIENT_ADDR)
 }
@@ -106,13 +113,21 @@ fn with_spin_headers(
         .map(str::to_owned)
         .or_else(|| request.uri().authority().map(|a| a.to_string()))
         .unwrap_or_else(|| "localhost".to_owned());
-    let path_and_query = request.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/").to_owned();
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_owned();
     let scheme = request.uri().scheme_str().unwrap_or("http").to_owned();
     let full_url = format!("{scheme}://{host}{path_and_query}");
     *request.uri_mut() = full_url.parse::<Uri>()?;
     let headers = request.headers_mut();
     let mut set = |name: &str, value: &str| -> Result<()> {
-        headers.insert(HeaderName::from_bytes(name.as_bytes())?, HeaderValue::from_str(value)?);
+        headers.insert(
+            HeaderName::from_bytes(name.as_bytes())?,
+            HeaderValue::from_str(value)?,
+        );
         Ok(())
     };
     set("spin-path-info", &route_match.path_info)?;

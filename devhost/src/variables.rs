@@ -76,8 +76,13 @@ impl AppVariables {
 pub fn validate_name(name: &str) -> Result<()> {
     let reason = if name.is_empty() {
         "must not be empty".to_owned()
-    } else if let Some(c) = name.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')) {
-        format!("invalid character {c:?}. Variable names may contain only lower-case letters, numbers, and underscores.")
+    } else if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_'))
+    {
+        format!(
+            "invalid character {c:?}. Variable names may contain only lower-case letters, numbers, and underscores."
+        )
     } else if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
         "must start with a lowercase ASCII letter".to_owned()
     } else if name.ends_with('_') {

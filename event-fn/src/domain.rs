@@ -121,14 +121,20 @@ impl EventInput {
     pub fn parse(body: &Value) -> Result<Self, Vec<FieldError>> {
         let object = as_object(body)?;
         let mut errors = unknown_fields(object);
-        let title = required(object, "title", &mut errors).and_then(|v| field(v, "title", &mut errors, EventTitle::parse));
+        let title = required(object, "title", &mut errors)
+            .and_then(|v| field(v, "title", &mut errors, EventTitle::parse));
         let description = match object.get("description") {
             None | Some(Value::Null) => None,
             Some(v) => field(v, "description", &mut errors, EventDescription::parse),
         };
-        let date = required(object, "date", &mut errors).and_then(|v| field(v, "date", &mut errors, EventDate::parse));
+        let date = required(object, "date", &mut errors)
+            .and_then(|v| field(v, "date", &mut errors, EventDate::parse));
         match (title, date) {
-            (Some(title), Some(date)) if errors.is_empty() => Ok(Self { title, description, date }),
+            (Some(title), Some(date)) if errors.is_empty() => Ok(Self {
+                title,
+                description,
+                date,
+            }),
             _ => Err(errors),
         }
     }
@@ -180,7 +186,11 @@ fn unknown_fields(object: &Map<String, Value>) -> Vec<FieldError> {
         .collect()
 }
 
-fn required<'a>(object: &'a Map<String, Value>, name: &str, errors: &mut Vec<FieldError>) -> Option<&'a Value> {
+fn required<'a>(
+    object: &'a Map<String, Value>,
+    name: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<&'a Value> {
     match object.get(name) {
         None | Some(Value::Null) => {
             errors.push(FieldError::new(name, "is required"));
@@ -191,12 +201,22 @@ fn required<'a>(object: &'a Map<String, Value>, name: &str, errors: &mut Vec<Fie
 }
 
 /// Parses a string field with `parse`, recording why it is not acceptable.
-fn field<T>(value: &Value, name: &str, errors: &mut Vec<FieldError>, parse: fn(&str) -> Result<T, String>) -> Option<T> {
+fn field<T>(
+    value: &Value,
+    name: &str,
+    errors: &mut Vec<FieldError>,
+    parse: fn(&str) -> Result<T, String>,
+) -> Option<T> {
     let Some(text) = value.as_str() else {
-        errors.push(FieldError::new(name, &format!("must be a string, not {}", json_type(value))));
+        errors.push(FieldError::new(
+            name,
+            &format!("must be a string, not {}", json_type(value)),
+        ));
         return None;
     };
-    parse(text).map_err(|reason| errors.push(FieldError::new(name, &reason))).ok()
+    parse(text)
+        .map_err(|reason| errors.push(FieldError::new(name, &reason)))
+        .ok()
 }
 
 fn json_type(value: &Value) -> &'static str {
@@ -242,28 +262,49 @@ mod tests {
     #[test]
     fn dates() {
         assert_eq!(EventDate::parse("2024-02-29").unwrap().to_string(), "2024-02-29");
-        for bad in ["2024-02-30", "2023-02-29", "2024-13-01", "2024-00-10", "24-1-1", "2024-1-01", "2024-01-01T00:00:00Z", "2024/01/01", "", "0000-01-01", "+2024-01-1", "２０２４-01-01"] {
+        for bad in [
+            "2024-02-30",
+            "2023-02-29",
+            "2024-13-01",
+            "2024-00-10",
+            "24-1-1",
+            "2024-1-01",
+            "2024-01-01T00:00:00Z",
+            "2024/01/01",
+            "",
+            "0000-01-01",
+            "+2024-01-1",
+            "２０２４-01-01",
+        ] {
             assert!(EventDate::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn full_input() {
-        let input = EventInput::parse(&json!({"title": "Weekly Meeting", "description": "Project discussion", "date": "2024-11-15"})).unwrap();
+        let input = EventInput::parse(
+            &json!({"title": "Weekly Meeting", "description": "Project discussion", "date": "2024-11-15"}),
+        )
+        .unwrap();
         assert_eq!(input.title.as_str(), "Weekly Meeting");
         assert_eq!(input.description.unwrap().as_str(), "Project discussion");
-        let input = EventInput::parse(&json!({"title": "x", "description": null, "date": "2024-11-15"})).unwrap();
+        let input =
+            EventInput::parse(&json!({"title": "x", "description": null, "date": "2024-11-15"})).unwrap();
         assert_eq!(input.description, None);
     }
 
     #[test]
     fn full_input_reports_every_bad_field() {
-        let errors = EventInput::parse(&json!({"description": 5, "date": 20240101, "colour": "red"})).unwrap_err();
+        let errors =
+            EventInput::parse(&json!({"description": 5, "date": 20240101, "colour": "red"})).unwrap_err();
         let mut names = fields(errors);
         names.sort();
         assert_eq!(names, ["colour", "date", "description", "title"]);
         assert_eq!(fields(EventInput::parse(&json!([1])).unwrap_err()), [""]);
-        assert_eq!(fields(EventInput::parse(&json!({"title": "t", "date": null})).unwrap_err()), ["date"]);
+        assert_eq!(
+            fields(EventInput::parse(&json!({"title": "t", "date": null})).unwrap_err()),
+            ["date"]
+        );
     }
 
     #[test]
@@ -274,8 +315,14 @@ mod tests {
         let patch = EventPatch::parse(&json!({"title": " New ", "date": "2025-01-31"})).unwrap();
         assert_eq!(patch.title.unwrap().as_str(), "New");
         assert!(EventPatch::parse(&json!({})).unwrap().is_empty());
-        assert_eq!(fields(EventPatch::parse(&json!({"title": null})).unwrap_err()), ["title"]);
-        assert_eq!(fields(EventPatch::parse(&json!({"date": "2025-02-30"})).unwrap_err()), ["date"]);
+        assert_eq!(
+            fields(EventPatch::parse(&json!({"title": null})).unwrap_err()),
+            ["title"]
+        );
+        assert_eq!(
+            fields(EventPatch::parse(&json!({"date": "2025-02-30"})).unwrap_err()),
+            ["date"]
+        );
         assert_eq!(fields(EventPatch::parse(&json!({"id": 4})).unwrap_err()), ["id"]);
     }
 

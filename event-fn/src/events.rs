@@ -27,7 +27,11 @@ pub fn collection(config: &Config, request: Request) -> Response {
 
 pub fn item(config: &Config, request: Request, id: &str) -> Response {
     // Only canonical positive integers name events; anything else names nothing.
-    let Some(id) = id.parse::<i64>().ok().filter(|parsed| *parsed > 0 && parsed.to_string() == id) else {
+    let Some(id) = id
+        .parse::<i64>()
+        .ok()
+        .filter(|parsed| *parsed > 0 && parsed.to_string() == id)
+    else {
         return Problem::not_found(format!("there is no event {id:?}")).into();
     };
     respond(match request.method() {
@@ -47,7 +51,10 @@ fn list(config: &Config, request: &Request) -> Reply {
     let mut response = Response::builder();
     response.status(200).header("content-type", "application/json");
     if let (true, Some(last)) = (more, events.last()) {
-        let next = query.next_page(Cursor { date: last.date, id: last.id });
+        let next = query.next_page(Cursor {
+            date: last.date,
+            id: last.id,
+        });
         response.header("link", format!("</events?{next}>; rel=\"next\""));
     }
     let body: Vec<EventBody> = events.iter().map(EventBody::from).collect();

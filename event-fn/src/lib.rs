@@ -26,7 +26,10 @@ pub struct Config {
 
 impl Config {
     fn load() -> Result<Self, variables::Error> {
-        Ok(Self { db_url: variables::get("db_url")?, api_token: variables::get("api_token")? })
+        Ok(Self {
+            db_url: variables::get("db_url")?,
+            api_token: variables::get("api_token")?,
+        })
     }
 }
 
@@ -44,12 +47,17 @@ fn handle_events(request: Request) -> Response {
     }
     let mut router = Router::new();
     let shared = config.clone();
-    router.any("/events", move |request: Request, _: Params| events::collection(&shared, request));
+    router.any("/events", move |request: Request, _: Params| {
+        events::collection(&shared, request)
+    });
     router.any("/events/:id", move |request: Request, params: Params| {
         events::item(&config, request, params.get("id").unwrap_or_default())
     });
     router.any("/*", |request: Request, _: Params| {
-        Response::from(Problem::not_found(format!("{} is not a resource of this API", request.path())))
+        Response::from(Problem::not_found(format!(
+            "{} is not a resource of this API",
+            request.path()
+        )))
     });
     router.handle(request)
 }

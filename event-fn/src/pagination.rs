@@ -28,7 +28,11 @@ impl Cursor {
         let text = String::from_utf8(bytes).map_err(|_| invalid())?;
         let (date, id) = text.split_once('|').ok_or_else(invalid)?;
         let date = EventDate::parse(date).map_err(|_| invalid())?;
-        let id = id.parse::<i64>().ok().filter(|id| *id > 0 && !text.contains('+')).ok_or_else(invalid)?;
+        let id = id
+            .parse::<i64>()
+            .ok()
+            .filter(|id| *id > 0 && !text.contains('+'))
+            .ok_or_else(invalid)?;
         Ok(Self { date, id })
     }
 }
@@ -46,7 +50,13 @@ impl ListQuery {
     /// Parses the query string; unknown parameters are ignored, bad values named.
     pub fn parse(query: &str) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
-        let mut list = ListQuery { from: None, to: None, title_contains: None, limit: DEFAULT_LIMIT, cursor: None };
+        let mut list = ListQuery {
+            from: None,
+            to: None,
+            title_contains: None,
+            limit: DEFAULT_LIMIT,
+            cursor: None,
+        };
         for (name, value) in form_urlencoded::parse(query.as_bytes()) {
             let mut reject = |detail: String| errors.push(FieldError::new(&name, &detail));
             match name.as_ref() {
@@ -95,7 +105,11 @@ mod tests {
     use super::*;
 
     fn fields(query: &str) -> Vec<String> {
-        ListQuery::parse(query).unwrap_err().into_iter().map(|e| e.field).collect()
+        ListQuery::parse(query)
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect()
     }
 
     #[test]
@@ -121,9 +135,18 @@ mod tests {
 
     #[test]
     fn cursor_round_trip_and_tampering() {
-        let cursor = Cursor { date: EventDate::parse("2024-11-15").unwrap(), id: 42 };
+        let cursor = Cursor {
+            date: EventDate::parse("2024-11-15").unwrap(),
+            id: 42,
+        };
         assert_eq!(Cursor::decode(&cursor.encode()).unwrap(), cursor);
-        for forged in ["MjAyNC0xMS0xNXw", "MjAyNC0xMS0xNXwtMQ", "MjAyNC0xMy0wMXwx", "eA", ""] {
+        for forged in [
+            "MjAyNC0xMS0xNXw",
+            "MjAyNC0xMS0xNXwtMQ",
+            "MjAyNC0xMy0wMXwx",
+            "eA",
+            "",
+        ] {
             assert!(Cursor::decode(forged).is_err(), "{forged}");
         }
     }
@@ -131,7 +154,10 @@ mod tests {
     #[test]
     fn next_page_keeps_filters() {
         let q = ListQuery::parse("from=2024-01-01&q=a%20b&limit=10").unwrap();
-        let cursor = Cursor { date: EventDate::parse("2024-01-02").unwrap(), id: 7 };
+        let cursor = Cursor {
+            date: EventDate::parse("2024-01-02").unwrap(),
+            id: 7,
+        };
         let next = ListQuery::parse(&q.next_page(cursor)).unwrap();
         assert_eq!(next.cursor, Some(cursor));
         assert_eq!(next.from, q.from);

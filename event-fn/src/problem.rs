@@ -16,7 +16,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: &str, detail: &str) -> Self {
-        Self { field: field.to_owned(), detail: detail.to_owned() }
+        Self {
+            field: field.to_owned(),
+            detail: detail.to_owned(),
+        }
     }
 }
 
@@ -35,11 +38,22 @@ pub struct Problem {
 
 impl Problem {
     fn new(status: u16, title: &'static str, detail: impl Into<String>) -> Self {
-        Self { kind: "about:blank", title, status, detail: detail.into(), errors: Vec::new(), headers: Vec::new() }
+        Self {
+            kind: "about:blank",
+            title,
+            status,
+            detail: detail.into(),
+            errors: Vec::new(),
+            headers: Vec::new(),
+        }
     }
 
     pub fn invalid(detail: impl Into<String>, errors: Vec<FieldError>) -> Self {
-        Self { kind: "/problems/validation", errors, ..Self::new(400, "Invalid request", detail) }
+        Self {
+            kind: "/problems/validation",
+            errors,
+            ..Self::new(400, "Invalid request", detail)
+        }
     }
 
     pub fn invalid_field(field: &str, detail: &str) -> Self {
@@ -60,7 +74,8 @@ impl Problem {
     }
 
     pub fn method_not_allowed(allow: &str) -> Self {
-        Self::new(405, "Method Not Allowed", format!("this resource allows {allow}")).with_header("allow", allow)
+        Self::new(405, "Method Not Allowed", format!("this resource allows {allow}"))
+            .with_header("allow", allow)
     }
 
     pub fn precondition_failed() -> Self {
@@ -72,12 +87,20 @@ impl Problem {
     }
 
     pub fn payload_too_large(limit: usize) -> Self {
-        Self::new(413, "Content Too Large", format!("the body must be at most {limit} bytes"))
+        Self::new(
+            413,
+            "Content Too Large",
+            format!("the body must be at most {limit} bytes"),
+        )
     }
 
     pub fn unsupported_media_type(expected: &str) -> Self {
-        Self::new(415, "Unsupported Media Type", format!("send the body as {expected}"))
-            .with_header("accept-patch", "application/merge-patch+json, application/json")
+        Self::new(
+            415,
+            "Unsupported Media Type",
+            format!("send the body as {expected}"),
+        )
+        .with_header("accept-patch", "application/merge-patch+json, application/json")
     }
 
     pub fn idempotency_key_reused() -> Self {
@@ -92,14 +115,22 @@ impl Problem {
     }
 
     pub fn unavailable() -> Self {
-        Self::new(503, "Service Unavailable", "the database is unavailable; retry later")
-            .with_header("retry-after", &RETRY_AFTER_SECONDS.to_string())
+        Self::new(
+            503,
+            "Service Unavailable",
+            "the database is unavailable; retry later",
+        )
+        .with_header("retry-after", &RETRY_AFTER_SECONDS.to_string())
     }
 
     /// The component's own configuration is broken (a Spin variable is missing): the operator's
     /// problem, not the client's.
     pub fn misconfigured() -> Self {
-        Self::new(500, "Internal Server Error", "the service is misconfigured; see its log")
+        Self::new(
+            500,
+            "Internal Server Error",
+            "the service is misconfigured; see its log",
+        )
     }
 
     fn with_header(mut self, name: &'static str, value: &str) -> Self {
@@ -116,7 +147,9 @@ impl From<Problem> for Response {
     fn from(problem: Problem) -> Self {
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut builder = Response::builder();
-        builder.status(problem.status).header("content-type", "application/problem+json");
+        builder
+            .status(problem.status)
+            .header("content-type", "application/problem+json");
         for (name, value) in problem.headers {
             builder.header(name, value);
         }

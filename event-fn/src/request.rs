@@ -15,7 +15,12 @@ pub fn authenticate(request: &Request, expected: &str) -> Result<(), Problem> {
     };
     let token = match header.split_once(' ') {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-        _ => return Err(Problem::unauthorized("the Authorization scheme must be Bearer", true)),
+        _ => {
+            return Err(Problem::unauthorized(
+                "the Authorization scheme must be Bearer",
+                true,
+            ));
+        }
     };
     if constant_time_eq(token.as_bytes(), expected.as_bytes()) {
         Ok(())
@@ -52,11 +57,19 @@ pub fn json_body(request: &Request, accepts: Accepts) -> Result<Value, Problem> 
     let media_type = request
         .header("content-type")
         .and_then(|h| h.as_str())
-        .map(|h| h.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
+        .map(|h| {
+            h.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default();
     let allowed = match accepts {
         Accepts::Json => media_type == "application/json",
-        Accepts::JsonOrMergePatch => media_type == "application/json" || media_type == "application/merge-patch+json",
+        Accepts::JsonOrMergePatch => {
+            media_type == "application/json" || media_type == "application/merge-patch+json"
+        }
     };
     if !allowed {
         return Err(Problem::unsupported_media_type(match accepts {
@@ -101,7 +114,10 @@ pub fn if_none_match(request: &Request, id: i64, version: i64) -> bool {
 }
 
 fn version_in_tag(tag: &str, id: i64) -> Option<i64> {
-    tag.strip_prefix(&format!("\"e{id}v"))?.strip_suffix('"')?.parse().ok()
+    tag.strip_prefix(&format!("\"e{id}v"))?
+        .strip_suffix('"')?
+        .parse()
+        .ok()
 }
 
 /// `Idempotency-Key`: 1 to 255 visible ASCII characters.
@@ -113,7 +129,10 @@ pub fn idempotency_key(request: &Request) -> Result<Option<String>, Problem> {
         Some(key) if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) => {
             Ok(Some(key.to_owned()))
         }
-        _ => Err(Problem::invalid_field("Idempotency-Key", "must be 1 to 255 visible ASCII characters")),
+        _ => Err(Problem::invalid_field(
+            "Idempotency-Key",
+            "must be 1 to 255 visible ASCII characters",
+        )),
     }
 }
 
@@ -136,26 +155,65 @@ mod tests {
     fn bearer_tokens() {
         assert!(authenticate(&request(&[("authorization", "Bearer s3cret")], ""), "s3cret").is_ok());
         assert!(authenticate(&request(&[("authorization", "bearer s3cret")], ""), "s3cret").is_ok());
-        for bad in ["Bearer s3cre", "Bearer s3cretx", "Basic s3cret", "s3cret", "Bearer "] {
+        for bad in [
+            "Bearer s3cre",
+            "Bearer s3cretx",
+            "Basic s3cret",
+            "s3cret",
+            "Bearer ",
+        ] {
             let problem = authenticate(&request(&[("authorization", bad)], ""), "s3cret").unwrap_err();
             assert_eq!(problem.status(), 401, "{bad}");
         }
-        assert_eq!(authenticate(&request(&[], ""), "s3cret").unwrap_err().status(), 401);
+        assert_eq!(
+            authenticate(&request(&[], ""), "s3cret").unwrap_err().status(),
+            401
+        );
     }
 
     #[test]
     fn bodies() {
         let json = [("content-type", "application/json; charset=utf-8")];
         assert!(json_body(&request(&json, "{\"a\":1}"), Accepts::Json).is_ok());
-        assert_eq!(json_body(&request(&json, ""), Accepts::Json).unwrap_err().status(), 400);
-        assert_eq!(json_body(&request(&json, "{"), Accepts::Json).unwrap_err().status(), 400);
+        assert_eq!(
+            json_body(&request(&json, ""), Accepts::Json)
+                .unwrap_err()
+                .status(),
+            400
+        );
+        assert_eq!(
+            json_body(&request(&json, "{"), Accepts::Json)
+                .unwrap_err()
+                .status(),
+            400
+        );
         let big = format!("\"{}\"", "x".repeat(MAX_BODY_BYTES));
-        assert_eq!(json_body(&request(&json, &big), Accepts::Json).unwrap_err().status(), 413);
+        assert_eq!(
+            json_body(&request(&json, &big), Accepts::Json)
+                .unwrap_err()
+                .status(),
+            413
+        );
         let text = [("content-type", "text/plain")];
-        assert_eq!(json_body(&request(&text, "{}"), Accepts::Json).unwrap_err().status(), 415);
-        assert_eq!(json_body(&request(&[], "{}"), Accepts::Json).unwrap_err().status(), 415);
+        assert_eq!(
+            json_body(&request(&text, "{}"), Accepts::Json)
+                .unwrap_err()
+                .status(),
+            415
+        );
+        assert_eq!(
+            json_body(&request(&[], "{}"), Accepts::Json)
+                .unwrap_err()
+                .status(),
+            415
+        );
         let merge = [("content-type", "application/merge-patch+json")];
-        assert_eq!(json_body(&request(&merge, "{}"), Accepts::Json).unwrap_err().status(), 415);
+        assert_eq!(
+            json_body(&request(&merge, "{}"), Accepts::Json)
+                .unwrap_err()
+                .status(),
+            415
+        );
         assert!(json_body(&request(&merge, "{}"), Accepts::JsonOrMergePatch).is_ok());
     }
 
@@ -179,7 +237,10 @@ mod tests {
     #[test]
     fn idempotency_keys() {
         let with = |k: &str| request(&[("idempotency-key", k)], "");
-        assert_eq!(idempotency_key(&with("abc-123")).unwrap().as_deref(), Some("abc-123"));
+        assert_eq!(
+            idempotency_key(&with("abc-123")).unwrap().as_deref(),
+            Some("abc-123")
+        );
         assert_eq!(idempotency_key(&request(&[], "")).unwrap(), None);
         assert!(idempotency_key(&with(&"k".repeat(256))).is_err());
         assert!(idempotency_key(&with("has space")).is_err());

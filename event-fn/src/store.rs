@@ -2,7 +2,7 @@
 //! operation on the success path (each write carries its own checks).
 
 use chrono::NaiveDateTime;
-use spin_sdk::pg4::{self, Connection, Decode, DbValue, ParameterValue};
+use spin_sdk::pg4::{self, Connection, DbValue, Decode, ParameterValue};
 
 use crate::domain::{EventDate, EventDescription, EventInput, EventPatch, EventTitle};
 use crate::pagination::{Cursor, ListQuery};
@@ -61,7 +61,9 @@ pub struct Store {
 
 impl Store {
     pub fn open(url: &str) -> Result<Self, Unavailable> {
-        Ok(Self { connection: Connection::open(url)? })
+        Ok(Self {
+            connection: Connection::open(url)?,
+        })
     }
 
     pub fn get(&self, id: i64) -> Result<Option<Event>, Unavailable> {
@@ -97,7 +99,11 @@ impl Store {
                 (i64::from(query.limit) + 1).into(),
             ],
         )?;
-        let mut events = rows.rows.iter().map(|row| event_at(row, 0)).collect::<Result<Vec<_>, _>>()?;
+        let mut events = rows
+            .rows
+            .iter()
+            .map(|row| event_at(row, 0))
+            .collect::<Result<Vec<_>, _>>()?;
         let more = events.len() > usize::from(query.limit);
         events.truncate(usize::from(query.limit));
         Ok((events, more))
@@ -106,7 +112,11 @@ impl Store {
     /// Creates an event; with an idempotency key, a retry of the same request returns the first
     /// result instead. The key claim, the insert and the replay lookup are one statement, so
     /// concurrent retries create one event.
-    pub fn create(&self, input: &EventInput, idempotency_key: Option<&str>) -> Result<CreateOutcome, Unavailable> {
+    pub fn create(
+        &self,
+        input: &EventInput,
+        idempotency_key: Option<&str>,
+    ) -> Result<CreateOutcome, Unavailable> {
         let fingerprint = input.fingerprint();
         let params = [
             input.title.as_str().to_owned().into(),
@@ -167,7 +177,12 @@ impl Store {
     }
 
     /// Replaces an event's content if its version is one of `if_match` (any when `None`).
-    pub fn replace(&self, id: i64, input: &EventInput, if_match: Option<&[i64]>) -> Result<WriteOutcome<Event>, Unavailable> {
+    pub fn replace(
+        &self,
+        id: i64,
+        input: &EventInput,
+        if_match: Option<&[i64]>,
+    ) -> Result<WriteOutcome<Event>, Unavailable> {
         self.update(
             id,
             if_match,
@@ -181,7 +196,12 @@ impl Store {
     }
 
     /// Merges a patch into an event in the database, so the merge needs no prior read.
-    pub fn patch(&self, id: i64, patch: &EventPatch, if_match: Option<&[i64]>) -> Result<WriteOutcome<Event>, Unavailable> {
+    pub fn patch(
+        &self,
+        id: i64,
+        patch: &EventPatch,
+        if_match: Option<&[i64]>,
+    ) -> Result<WriteOutcome<Event>, Unavailable> {
         self.update(
             id,
             if_match,
@@ -191,7 +211,11 @@ impl Store {
             vec![
                 patch.title.as_ref().map(|t| t.as_str().to_owned()).into(),
                 patch.description.is_some().into(),
-                patch.description.as_ref().and_then(|d| d.as_ref().map(|d| d.as_str().to_owned())).into(),
+                patch
+                    .description
+                    .as_ref()
+                    .and_then(|d| d.as_ref().map(|d| d.as_str().to_owned()))
+                    .into(),
                 patch.date.map(|d| d.date()).into(),
             ],
         )
@@ -250,7 +274,9 @@ impl Store {
 }
 
 fn versions(if_match: Option<&[i64]>) -> ParameterValue {
-    if_match.map(|versions| versions.iter().copied().map(Some).collect::<Vec<_>>()).into()
+    if_match
+        .map(|versions| versions.iter().copied().map(Some).collect::<Vec<_>>())
+        .into()
 }
 
 /// `%text%` for ILIKE, with the pattern characters of `text` escaped.

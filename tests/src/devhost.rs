@@ -19,12 +19,17 @@ pub struct DevhostOptions {
 
 impl DevhostOptions {
     pub fn new(manifest: &str) -> Self {
-        Self { manifest: PathBuf::from(manifest), env: Vec::new(), component_ids: Vec::new() }
+        Self {
+            manifest: PathBuf::from(manifest),
+            env: Vec::new(),
+            component_ids: Vec::new(),
+        }
     }
 
     /// Sets a Spin variable through its `SPIN_VARIABLE_<NAME>` environment variable.
     pub fn variable(mut self, name: &str, value: &str) -> Self {
-        self.env.push((format!("SPIN_VARIABLE_{}", name.to_uppercase()), value.to_owned()));
+        self.env
+            .push((format!("SPIN_VARIABLE_{}", name.to_uppercase()), value.to_owned()));
         self
     }
 
@@ -47,7 +52,10 @@ pub fn devhost_binary() -> Result<PathBuf> {
         .map(PathBuf::from)
         .unwrap_or_else(|| crate::workspace_root().join("target/release/devhost"));
     if !path.is_file() {
-        bail!("{} is missing: build it with `cargo build --release -p devhost` (scripts/test does)", path.display());
+        bail!(
+            "{} is missing: build it with `cargo build --release -p devhost` (scripts/test does)",
+            path.display()
+        );
     }
     Ok(path)
 }
@@ -88,10 +96,20 @@ impl Devhost {
         let Some(base_url) = base_url else {
             let status = child.wait()?;
             std::thread::sleep(Duration::from_millis(50));
-            bail!("devhost exited ({status}) before serving:\n{}", output.lock().map(|o| o.clone()).unwrap_or_default());
+            bail!(
+                "devhost exited ({status}) before serving:\n{}",
+                output.lock().map(|o| o.clone()).unwrap_or_default()
+            );
         };
-        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build()?;
-        Ok(Self { child, base_url, output, client })
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(Self {
+            child,
+            base_url,
+            output,
+            client,
+        })
     }
 
     /// Runs devhost to completion expecting it to fail at start-up; returns what it printed.
@@ -161,7 +179,11 @@ impl HttpResponse {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = response.text()?;
-        Ok(Self { status, headers, body })
+        Ok(Self {
+            status,
+            headers,
+            body,
+        })
     }
 
     pub fn json(&self) -> Result<serde_json::Value> {

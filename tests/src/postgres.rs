@@ -26,7 +26,11 @@ impl Postgres {
     /// creates the template database with every migration in `sql/` applied.
     pub fn start() -> Result<Self> {
         let bindir = find_bindir()?;
-        let user = if unsafe { libc::geteuid() } == 0 { Some(unprivileged_user()?) } else { None };
+        let user = if unsafe { libc::geteuid() } == 0 {
+            Some(unprivileged_user()?)
+        } else {
+            None
+        };
         let dir = tempfile::Builder::new().prefix("e2e-postgres-").tempdir()?;
         if let Some((uid, gid)) = user {
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))?;
@@ -49,7 +53,13 @@ impl Postgres {
         let data = self.data_dir();
         let output = self
             .command("initdb")
-            .args(["--auth=trust", "--username=postgres", "--encoding=UTF8", "--no-sync", "-D"])
+            .args([
+                "--auth=trust",
+                "--username=postgres",
+                "--encoding=UTF8",
+                "--no-sync",
+                "-D",
+            ])
             .arg(&data)
             .output()
             .with_context(|| format!("running {}", self.bindir.join("initdb").display()))?;
@@ -71,16 +81,27 @@ impl Postgres {
             // Several devhosts, each pooling up to 64 connections, share this server.
             .args(["-c", "max_connections=600", "-c", "shared_buffers=128MB"])
             // A throwaway server: durability is not worth the time.
-            .args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
+            .args([
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ])
             .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(self.dir.path().join("server.log"))?));
+            .stderr(Stdio::from(std::fs::File::create(
+                self.dir.path().join("server.log"),
+            )?));
         crate::die_with_parent(&mut command, libc::SIGQUIT);
         *self.server() = Some(command.spawn().context("starting postgres")?);
         self.wait_ready()
     }
 
     fn server(&self) -> std::sync::MutexGuard<'_, Option<Child>> {
-        self.server.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.server
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn wait_ready(&self) -> Result<()> {
@@ -135,14 +156,26 @@ impl Postgres {
     }
 
     pub fn url(&self, database: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{database}?sslmode=disable", self.port)
+        format!(
+            "postgres://postgres@127.0.0.1:{}/{database}?sslmode=disable",
+            self.port
+        )
     }
 
     /// Runs SQL and returns psql's unaligned, tuples-only output.
     pub fn psql(&self, database: &str, sql: &str) -> Result<String> {
         let output = Command::new(self.bindir.join("psql"))
             .arg(self.url(database))
-            .args(["--no-psqlrc", "--quiet", "--tuples-only", "--no-align", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .args([
+                "--no-psqlrc",
+                "--quiet",
+                "--tuples-only",
+                "--no-align",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ])
             .output()?;
         if !output.status.success() {
             bail!("psql {sql:?} failed: {}", String::from_utf8_lossy(&output.stderr));
@@ -159,7 +192,11 @@ impl Postgres {
             .env("PATH", path_with(&self.bindir))
             .output()?;
         if !output.status.success() {
-            bail!("sql/migrate.sh failed: {}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+            bail!(
+                "sql/migrate.sh failed: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
         }
         Ok(String::from_utf8(output.stdout)?)
     }
@@ -209,13 +246,21 @@ pub fn find_bindir() -> Result<PathBuf> {
         .find(|dir| dir.join("initdb").is_file() && dir.join("postgres").is_file());
     // Resolve links, so the other server tools (pg_isready) are found beside initdb.
     if let Some(dir) = on_path.and_then(|dir| std::fs::canonicalize(dir.join("initdb")).ok()) {
-        return dir.parent().map(Path::to_path_buf).context("initdb has no directory");
+        return dir
+            .parent()
+            .map(Path::to_path_buf)
+            .context("initdb has no directory");
     }
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|entry| Some((entry.file_name().to_str()?.parse().ok()?, entry.path().join("bin"))))
+        .filter_map(|entry| {
+            Some((
+                entry.file_name().to_str()?.parse().ok()?,
+                entry.path().join("bin"),
+            ))
+        })
         .filter(|(_, bin): &(u32, PathBuf)| bin.join("initdb").is_file())
         .collect();
     versions.sort();

@@ -4,23 +4,47 @@ use anyhow::{Context, ensure};
 use e2e::{Devhost, DevhostOptions, StaticServer};
 use serde_json::Value;
 
-use crate::{TestResult, postgres};
+use crate::{NamedTest, TestResult, postgres};
 
 const FIXTURE: &str = "devhost/fixture/spin.toml";
 
-pub fn tests() -> Vec<(&'static str, fn() -> TestResult)> {
+pub fn tests() -> Vec<NamedTest> {
     vec![
         ("devhost::routes_and_spin_headers", routes_and_spin_headers),
         ("devhost::health_and_unrouted_paths", health_and_unrouted_paths),
-        ("devhost::variables_defaults_overrides_and_errors", variables_defaults_overrides_and_errors),
-        ("devhost::required_variable_missing_fails_start", required_variable_missing_fails_start),
-        ("devhost::outbound_http_allowed_and_denied", outbound_http_allowed_and_denied),
-        ("devhost::postgres_allowed_and_denied", postgres_allowed_and_denied),
+        (
+            "devhost::variables_defaults_overrides_and_errors",
+            variables_defaults_overrides_and_errors,
+        ),
+        (
+            "devhost::required_variable_missing_fails_start",
+            required_variable_missing_fails_start,
+        ),
+        (
+            "devhost::outbound_http_allowed_and_denied",
+            outbound_http_allowed_and_denied,
+        ),
+        (
+            "devhost::postgres_allowed_and_denied",
+            postgres_allowed_and_denied,
+        ),
         ("devhost::service_chaining", service_chaining),
-        ("devhost::trap_gives_500_and_serving_continues", trap_gives_500_and_serving_continues),
-        ("devhost::component_id_serves_a_subset", component_id_serves_a_subset),
-        ("devhost::component_output_is_forwarded", component_output_is_forwarded),
-        ("devhost::start_up_errors_say_what_to_do", start_up_errors_say_what_to_do),
+        (
+            "devhost::trap_gives_500_and_serving_continues",
+            trap_gives_500_and_serving_continues,
+        ),
+        (
+            "devhost::component_id_serves_a_subset",
+            component_id_serves_a_subset,
+        ),
+        (
+            "devhost::component_output_is_forwarded",
+            component_output_is_forwarded,
+        ),
+        (
+            "devhost::start_up_errors_say_what_to_do",
+            start_up_errors_say_what_to_do,
+        ),
     ]
 }
 
@@ -43,7 +67,10 @@ fn routes_and_spin_headers() -> TestResult {
     assert_eq!(exact["spin-raw-component-route"], "/api/exact");
     assert_eq!(exact["spin-path-info"], "");
     // A trailing slash still matches the exact route.
-    assert_eq!(headers_of(&devhost, "/api/exact/")?["spin-raw-component-route"], "/api/exact");
+    assert_eq!(
+        headers_of(&devhost, "/api/exact/")?["spin-raw-component-route"],
+        "/api/exact"
+    );
 
     // The longer wildcard wins over the catch-all, and path info is what follows its prefix.
     let wild = headers_of(&devhost, "/api/anything/deep?x=1")?;
@@ -52,8 +79,16 @@ fn routes_and_spin_headers() -> TestResult {
     assert_eq!(wild["spin-component-route"], "/api");
     assert_eq!(wild["spin-path-info"], "/anything/deep");
     assert_eq!(wild["spin-base-path"], "/");
-    assert_eq!(wild["spin-full-url"], format!("http://127.0.0.1:{port}/api/anything/deep?x=1"));
-    assert!(wild["spin-client-addr"].as_str().unwrap_or_default().starts_with("127.0.0.1:"));
+    assert_eq!(
+        wild["spin-full-url"],
+        format!("http://127.0.0.1:{port}/api/anything/deep?x=1")
+    );
+    assert!(
+        wild["spin-client-addr"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("127.0.0.1:")
+    );
     assert_eq!(headers_of(&devhost, "/api")?["spin-path-info"], "");
     assert_eq!(headers_of(&devhost, "/api/")?["spin-path-info"], "/");
 
@@ -61,7 +96,10 @@ fn routes_and_spin_headers() -> TestResult {
     let param = headers_of(&devhost, "/api/items/7")?;
     assert_eq!(param["spin-raw-component-route"], "/api/items/:id");
     assert_eq!(param["spin-path-match-id"], "7");
-    assert_eq!(headers_of(&devhost, "/api/items/7/more")?["spin-raw-component-route"], "/api/...");
+    assert_eq!(
+        headers_of(&devhost, "/api/items/7/more")?["spin-raw-component-route"],
+        "/api/..."
+    );
 
     // Everything else falls to the catch-all.
     let other = headers_of(&devhost, "/elsewhere/x")?;
@@ -70,7 +108,11 @@ fn routes_and_spin_headers() -> TestResult {
     assert_eq!(other["spin-path-info"], "/elsewhere/x");
 
     // A client cannot forge the headers Spin sets.
-    let forged = e2e::HttpResponse::send(devhost.request("GET", "/api/x").header("spin-path-info", "/forged"))?;
+    let forged = e2e::HttpResponse::send(
+        devhost
+            .request("GET", "/api/x")
+            .header("spin-path-info", "/forged"),
+    )?;
     assert_eq!(forged.json()?["headers"]["spin-path-info"], "/x");
     Ok(())
 }
@@ -99,10 +141,22 @@ fn variables_defaults_overrides_and_errors() -> TestResult {
     assert_eq!(variable(&devhost, "greeting")?["value"], "hello, world");
     assert_eq!(variable(&devhost, "secret_word")?["value"], "swordfish");
     // An application variable the component does not map is undefined for it.
-    let undefined = variable(&devhost, "pg_port")?["error"].as_str().unwrap_or_default().to_owned();
-    assert!(undefined.contains("Undefined") && undefined.contains(r#"no variable for \"api\".\"pg_port\""#), "{undefined}");
-    let invalid = variable(&devhost, "Bad")?["error"].as_str().unwrap_or_default().to_owned();
-    assert!(invalid.contains("InvalidName") && invalid.contains("invalid character"), "{invalid}");
+    let undefined = variable(&devhost, "pg_port")?["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        undefined.contains("Undefined") && undefined.contains(r#"no variable for \"api\".\"pg_port\""#),
+        "{undefined}"
+    );
+    let invalid = variable(&devhost, "Bad")?["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        invalid.contains("InvalidName") && invalid.contains("invalid character"),
+        "{invalid}"
+    );
     drop(devhost);
 
     // SPIN_VARIABLE_<NAME> overrides the default.
@@ -113,7 +167,10 @@ fn variables_defaults_overrides_and_errors() -> TestResult {
 
 fn required_variable_missing_fails_start() -> TestResult {
     let message = Devhost::start_failure(DevhostOptions::new(FIXTURE))?;
-    assert!(message.contains("secret_word") && message.contains("SPIN_VARIABLE_SECRET_WORD"), "{message}");
+    assert!(
+        message.contains("secret_word") && message.contains("SPIN_VARIABLE_SECRET_WORD"),
+        "{message}"
+    );
     Ok(())
 }
 
@@ -124,12 +181,23 @@ fn outbound_http_allowed_and_denied() -> TestResult {
     // Denied: the default allow-list entry (a template) names another port.
     let devhost = Devhost::start(fixture())?;
     let denied = devhost.get(&format!("/api/http?url={url}"))?.json()?;
-    assert!(denied["error"].as_str().unwrap_or_default().contains("HttpRequestDenied"), "{denied}");
-    assert!(devhost.output().contains("disallowed destination"), "{}", devhost.output());
+    assert!(
+        denied["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("HttpRequestDenied"),
+        "{denied}"
+    );
+    assert!(
+        devhost.output().contains("disallowed destination"),
+        "{}",
+        devhost.output()
+    );
     drop(devhost);
 
     // Allowed once the template's variable names this server.
-    let devhost = Devhost::start(fixture().variable("allowed_http", &format!("http://127.0.0.1:{}", server.port())))?;
+    let devhost =
+        Devhost::start(fixture().variable("allowed_http", &format!("http://127.0.0.1:{}", server.port())))?;
     let allowed = devhost.get(&format!("/api/http?url={url}"))?.json()?;
     assert_eq!(allowed["status"], 200, "{allowed}");
     assert_eq!(allowed["body"], "hello from outside");
@@ -144,7 +212,10 @@ fn postgres_allowed_and_denied() -> TestResult {
     let devhost = Devhost::start(fixture())?;
     let denied = devhost.get(&format!("/api/postgres?url={encoded}"))?.json()?;
     let expected = format!(r#"ConnectionFailed("address postgres://127.0.0.1:{port} is not permitted")"#);
-    assert!(denied["error"].as_str().unwrap_or_default().contains(&expected), "{denied}");
+    assert!(
+        denied["error"].as_str().unwrap_or_default().contains(&expected),
+        "{denied}"
+    );
     drop(devhost);
 
     let devhost = Devhost::start(fixture().variable("pg_port", &port))?;
@@ -177,7 +248,9 @@ fn postgres_allowed_and_denied() -> TestResult {
 
 fn service_chaining() -> TestResult {
     let devhost = Devhost::start(fixture())?;
-    let chained = devhost.get("/api/http?url=http://private.spin.internal/hello")?.json()?;
+    let chained = devhost
+        .get("/api/http?url=http://private.spin.internal/hello")?
+        .json()?;
     assert_eq!(chained["status"], 200, "{chained}");
     let body: Value = serde_json::from_str(chained["body"].as_str().unwrap_or_default())?;
     // As in Spin: a synthetic "/..." route whose path info is the whole path.
@@ -185,7 +258,10 @@ fn service_chaining() -> TestResult {
     assert_eq!(body["headers"]["spin-raw-component-route"], "/...");
     assert_eq!(body["headers"]["spin-client-addr"], "0.0.0.0:0");
     // A private component has no route of its own.
-    assert_eq!(devhost.get("/private")?.json()?["headers"]["spin-raw-component-route"], "/...");
+    assert_eq!(
+        devhost.get("/private")?.json()?["headers"]["spin-raw-component-route"],
+        "/..."
+    );
     // A component without the host in its allow-list may not chain.
     let denied = devhost.get("/http?url=http://private.spin.internal/hello")?;
     assert!(denied.body.contains("HttpRequestDenied"), "{}", denied.body);
@@ -212,7 +288,10 @@ fn component_id_serves_a_subset() -> TestResult {
     drop(devhost);
     // As with `spin up -c`: keeping a component that chains to one left out is an error.
     let message = Devhost::start_failure(fixture().component("api"))?;
-    assert!(message.contains("cannot use service chaining to unselected component"), "{message}");
+    assert!(
+        message.contains("cannot use service chaining to unselected component"),
+        "{message}"
+    );
     let message = Devhost::start_failure(fixture().component("nope"))?;
     assert!(message.contains("nope"), "{message}");
     Ok(())
@@ -223,7 +302,11 @@ fn component_output_is_forwarded() -> TestResult {
     devhost.get("/api/print?text=xyzzy")?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while !devhost.output().contains("[api] fixture says xyzzy") {
-        ensure!(std::time::Instant::now() < deadline, "no component output in:\n{}", devhost.output());
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "no component output in:\n{}",
+            devhost.output()
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     Ok(())
@@ -237,9 +320,15 @@ fn start_up_errors_say_what_to_do() -> TestResult {
         "spin_manifest_version = 2\n[application]\nname = \"x\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"gone\"\n[component.gone]\nsource = \"missing.wasm\"\n",
     )?;
     let message = Devhost::start_failure(DevhostOptions::new(manifest.to_str().context("path")?))?;
-    assert!(message.contains("missing.wasm") && message.contains("build"), "{message}");
+    assert!(
+        message.contains("missing.wasm") && message.contains("build"),
+        "{message}"
+    );
 
-    std::fs::write(&manifest, "spin_manifest_version = 2\n[application]\nname = \"x\"\n[variables]\nfoo = { defualt = \"1\" }\n")?;
+    std::fs::write(
+        &manifest,
+        "spin_manifest_version = 2\n[application]\nname = \"x\"\n[variables]\nfoo = { defualt = \"1\" }\n",
+    )?;
     let message = Devhost::start_failure(DevhostOptions::new(manifest.to_str().context("path")?))?;
     assert!(message.contains("defualt"), "{message}");
     Ok(())

@@ -6,22 +6,43 @@ use anyhow::{Context, Result, ensure};
 use e2e::{Devhost, DevhostOptions, HttpResponse, Postgres};
 use serde_json::{Value, json};
 
-use crate::{TestResult, postgres};
+use crate::{NamedTest, TestResult, postgres};
 
 pub const TOKEN: &str = "test-api-token";
 
-pub fn tests() -> Vec<(&'static str, fn() -> TestResult)> {
+pub fn tests() -> Vec<NamedTest> {
     vec![
         ("events::create_read_update_delete", create_read_update_delete),
-        ("events::patch_merges_with_either_json_type", patch_merges_with_either_json_type),
-        ("events::every_validation_rule_is_a_400_naming_the_field", every_validation_rule_is_a_400_naming_the_field),
+        (
+            "events::patch_merges_with_either_json_type",
+            patch_merges_with_either_json_type,
+        ),
+        (
+            "events::every_validation_rule_is_a_400_naming_the_field",
+            every_validation_rule_is_a_400_naming_the_field,
+        ),
         ("events::request_shape_errors", request_shape_errors),
-        ("events::ids_methods_and_query_parameters", ids_methods_and_query_parameters),
+        (
+            "events::ids_methods_and_query_parameters",
+            ids_methods_and_query_parameters,
+        ),
         ("events::conditional_requests", conditional_requests),
-        ("events::concurrent_writers_with_one_etag_one_wins", concurrent_writers_with_one_etag_one_wins),
-        ("events::idempotent_create_sequential", idempotent_create_sequential),
-        ("events::idempotent_create_concurrent", idempotent_create_concurrent),
-        ("events::pagination_walk_while_inserting", pagination_walk_while_inserting),
+        (
+            "events::concurrent_writers_with_one_etag_one_wins",
+            concurrent_writers_with_one_etag_one_wins,
+        ),
+        (
+            "events::idempotent_create_sequential",
+            idempotent_create_sequential,
+        ),
+        (
+            "events::idempotent_create_concurrent",
+            idempotent_create_concurrent,
+        ),
+        (
+            "events::pagination_walk_while_inserting",
+            pagination_walk_while_inserting,
+        ),
         ("events::filters", filters),
         ("events::authentication", authentication),
         ("events::database_down_and_back", database_down_and_back),
@@ -41,13 +62,27 @@ impl App {
 
     pub fn start_on(postgres: &Postgres) -> Result<Self> {
         let url = postgres.create_database()?;
-        let database = url.rsplit('/').next().and_then(|s| s.split('?').next()).context("name")?.to_owned();
+        let database = url
+            .rsplit('/')
+            .next()
+            .and_then(|s| s.split('?').next())
+            .context("name")?
+            .to_owned();
         let devhost = Devhost::start(app_options(&url, postgres.port()))?;
         Ok(Self { devhost, database })
     }
 
-    pub fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Result<HttpResponse> {
-        let mut request = self.devhost.request(method, path).header("authorization", format!("Bearer {TOKEN}"));
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Result<HttpResponse> {
+        let mut request = self
+            .devhost
+            .request(method, path)
+            .header("authorization", format!("Bearer {TOKEN}"));
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -62,12 +97,22 @@ impl App {
     }
 
     pub fn post(&self, body: &Value) -> Result<HttpResponse> {
-        self.send("POST", "/events", &[("content-type", "application/json")], Some(&body.to_string()))
+        self.send(
+            "POST",
+            "/events",
+            &[("content-type", "application/json")],
+            Some(&body.to_string()),
+        )
     }
 
     pub fn create(&self, title: &str, date: &str) -> Result<Value> {
         let response = self.post(&json!({ "title": title, "date": date }))?;
-        ensure!(response.status == 201, "create: {} {}", response.status, response.body);
+        ensure!(
+            response.status == 201,
+            "create: {} {}",
+            response.status,
+            response.body
+        );
         response.json()
     }
 
@@ -90,7 +135,12 @@ pub fn app_options(db_url: &str, db_port: u16) -> DevhostOptions {
 
 /// Asserts an RFC 9457 problem with `status` whose `errors` name exactly `fields`.
 fn assert_problem(response: &HttpResponse, status: u16, fields: &[&str]) -> Result<Value> {
-    ensure!(response.status == status, "expected {status}, got {} {}", response.status, response.body);
+    ensure!(
+        response.status == status,
+        "expected {status}, got {} {}",
+        response.status,
+        response.body
+    );
     ensure!(
         response.header("content-type") == Some("application/problem+json"),
         "content type {:?}",
@@ -98,23 +148,36 @@ fn assert_problem(response: &HttpResponse, status: u16, fields: &[&str]) -> Resu
     );
     let problem = response.json()?;
     for member in ["type", "title", "status", "detail"] {
-        ensure!(problem.get(member).is_some(), "problem without {member}: {problem}");
+        ensure!(
+            problem.get(member).is_some(),
+            "problem without {member}: {problem}"
+        );
     }
     ensure!(problem["status"] == status, "{problem}");
     let mut named: Vec<String> = problem["errors"]
         .as_array()
-        .map(|errors| errors.iter().filter_map(|e| e["field"].as_str().map(str::to_owned)).collect())
+        .map(|errors| {
+            errors
+                .iter()
+                .filter_map(|e| e["field"].as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     named.sort();
     let mut expected: Vec<String> = fields.iter().map(|f| f.to_string()).collect();
     expected.sort();
-    ensure!(named == expected, "fields {named:?}, expected {expected:?}: {problem}");
+    ensure!(
+        named == expected,
+        "fields {named:?}, expected {expected:?}: {problem}"
+    );
     Ok(problem)
 }
 
 fn create_read_update_delete() -> TestResult {
     let app = App::start()?;
-    let created = app.post(&json!({"title": "Weekly Meeting", "description": "Project discussion", "date": "2024-11-15"}))?;
+    let created = app.post(
+        &json!({"title": "Weekly Meeting", "description": "Project discussion", "date": "2024-11-15"}),
+    )?;
     assert_eq!(created.status, 201, "{}", created.body);
     let event = created.json()?;
     let id = event["id"].as_i64().context("id")?;
@@ -124,7 +187,10 @@ fn create_read_update_delete() -> TestResult {
     assert_eq!(event["description"], "Project discussion");
     assert_eq!(event["date"], "2024-11-15");
     let created_at = event["created_at"].as_str().context("created_at")?;
-    assert!(created_at.ends_with('Z') && created_at.contains('T'), "{created_at}");
+    assert!(
+        created_at.ends_with('Z') && created_at.contains('T'),
+        "{created_at}"
+    );
     assert_eq!(event["updated_at"], event["created_at"]);
 
     let read = app.get(&format!("/events/{id}"))?;
@@ -155,32 +221,87 @@ fn create_read_update_delete() -> TestResult {
     let deleted = app.send("DELETE", &format!("/events/{id}"), &[], None)?;
     assert_eq!((deleted.status, deleted.body.as_str()), (204, ""));
     assert_problem(&app.get(&format!("/events/{id}"))?, 404, &[])?;
-    assert_problem(&app.send("DELETE", &format!("/events/{id}"), &[], None)?, 404, &[])?;
+    assert_problem(
+        &app.send("DELETE", &format!("/events/{id}"), &[], None)?,
+        404,
+        &[],
+    )?;
     assert_eq!(app.count("events")?, 0);
     Ok(())
 }
 
 fn patch_merges_with_either_json_type() -> TestResult {
     let app = App::start()?;
-    let event = app.post(&json!({"title": "Standup", "description": "daily", "date": "2024-11-15"}))?.json()?;
+    let event = app
+        .post(&json!({"title": "Standup", "description": "daily", "date": "2024-11-15"}))?
+        .json()?;
     let path = format!("/events/{}", event["id"]);
-    let patched = app.send("PATCH", &path, &[("content-type", "application/merge-patch+json")], Some(r#"{"title": "Sync"}"#))?;
+    let patched = app.send(
+        "PATCH",
+        &path,
+        &[("content-type", "application/merge-patch+json")],
+        Some(r#"{"title": "Sync"}"#),
+    )?;
     assert_eq!(patched.status, 200, "{}", patched.body);
     let patched = patched.json()?;
-    assert_eq!((patched["title"].as_str(), patched["description"].as_str(), patched["date"].as_str()), (Some("Sync"), Some("daily"), Some("2024-11-15")));
-    let cleared = app.send("PATCH", &path, &[("content-type", "application/json")], Some(r#"{"description": null, "date": "2025-01-02"}"#))?;
+    assert_eq!(
+        (
+            patched["title"].as_str(),
+            patched["description"].as_str(),
+            patched["date"].as_str()
+        ),
+        (Some("Sync"), Some("daily"), Some("2024-11-15"))
+    );
+    let cleared = app.send(
+        "PATCH",
+        &path,
+        &[("content-type", "application/json")],
+        Some(r#"{"description": null, "date": "2025-01-02"}"#),
+    )?;
     assert_eq!(cleared.status, 200, "{}", cleared.body);
     let cleared = cleared.json()?;
     assert_eq!(cleared["description"], Value::Null);
     assert_eq!(cleared["date"], "2025-01-02");
     assert_eq!(cleared["title"], "Sync");
     // An empty patch changes nothing.
-    let same = app.send("PATCH", &path, &[("content-type", "application/merge-patch+json")], Some("{}"))?;
+    let same = app.send(
+        "PATCH",
+        &path,
+        &[("content-type", "application/merge-patch+json")],
+        Some("{}"),
+    )?;
     assert_eq!(same.status, 200);
     assert_eq!(same.json()?, cleared);
-    assert_problem(&app.send("PATCH", &path, &[("content-type", "application/json")], Some(r#"{"title": null}"#))?, 400, &["title"])?;
-    assert_problem(&app.send("PATCH", &path, &[("content-type", "application/json")], Some(r#"{"date": "2024-02-30"}"#))?, 400, &["date"])?;
-    assert_problem(&app.send("PATCH", "/events/999999", &[("content-type", "application/json")], Some(r#"{"title": "x"}"#))?, 404, &[])?;
+    assert_problem(
+        &app.send(
+            "PATCH",
+            &path,
+            &[("content-type", "application/json")],
+            Some(r#"{"title": null}"#),
+        )?,
+        400,
+        &["title"],
+    )?;
+    assert_problem(
+        &app.send(
+            "PATCH",
+            &path,
+            &[("content-type", "application/json")],
+            Some(r#"{"date": "2024-02-30"}"#),
+        )?,
+        400,
+        &["date"],
+    )?;
+    assert_problem(
+        &app.send(
+            "PATCH",
+            "/events/999999",
+            &[("content-type", "application/json")],
+            Some(r#"{"title": "x"}"#),
+        )?,
+        404,
+        &[],
+    )?;
     assert_eq!(app.get(&path)?.json()?, cleared);
     Ok(())
 }
@@ -193,11 +314,26 @@ fn every_validation_rule_is_a_400_naming_the_field() -> TestResult {
         (json!({"title": 42, "date": "2024-11-15"}), &["title"]),
         (json!({"title": ["a"], "date": "2024-11-15"}), &["title"]),
         (json!({"title": "   ", "date": "2024-11-15"}), &["title"]),
-        (json!({"title": "x".repeat(101), "date": "2024-11-15"}), &["title"]),
-        (json!({"title": "€".repeat(101), "date": "2024-11-15"}), &["title"]),
-        (json!({"title": "t", "description": 5, "date": "2024-11-15"}), &["description"]),
-        (json!({"title": "t", "description": {"a": 1}, "date": "2024-11-15"}), &["description"]),
-        (json!({"title": "t", "description": "d".repeat(5001), "date": "2024-11-15"}), &["description"]),
+        (
+            json!({"title": "x".repeat(101), "date": "2024-11-15"}),
+            &["title"],
+        ),
+        (
+            json!({"title": "€".repeat(101), "date": "2024-11-15"}),
+            &["title"],
+        ),
+        (
+            json!({"title": "t", "description": 5, "date": "2024-11-15"}),
+            &["description"],
+        ),
+        (
+            json!({"title": "t", "description": {"a": 1}, "date": "2024-11-15"}),
+            &["description"],
+        ),
+        (
+            json!({"title": "t", "description": "d".repeat(5001), "date": "2024-11-15"}),
+            &["description"],
+        ),
         (json!({"title": "t"}), &["date"]),
         (json!({"title": "t", "date": null}), &["date"]),
         (json!({"title": "t", "date": "2024-02-30"}), &["date"]),
@@ -205,8 +341,14 @@ fn every_validation_rule_is_a_400_naming_the_field() -> TestResult {
         (json!({"title": "t", "date": "24-1-1"}), &["date"]),
         (json!({"title": "t", "date": "2024-11-15T10:00:00Z"}), &["date"]),
         (json!({"title": "t", "date": 20241115}), &["date"]),
-        (json!({"title": "t", "date": "2024-11-15", "location": "here"}), &["location"]),
-        (json!({"title": 1, "description": 2, "date": 3, "x": 4}), &["title", "description", "date", "x"]),
+        (
+            json!({"title": "t", "date": "2024-11-15", "location": "here"}),
+            &["location"],
+        ),
+        (
+            json!({"title": 1, "description": 2, "date": 3, "x": 4}),
+            &["title", "description", "date", "x"],
+        ),
         (json!(["title"]), &[""]),
         (json!("just a string"), &[""]),
     ];
@@ -226,25 +368,76 @@ fn every_validation_rule_is_a_400_naming_the_field() -> TestResult {
 fn request_shape_errors() -> TestResult {
     let app = App::start()?;
     let json_type = [("content-type", "application/json")];
-    assert_problem(&app.send("POST", "/events", &json_type, Some("{\"title\": "))?, 400, &[""])?;
+    assert_problem(
+        &app.send("POST", "/events", &json_type, Some("{\"title\": "))?,
+        400,
+        &[""],
+    )?;
     assert_problem(&app.send("POST", "/events", &json_type, Some(""))?, 400, &[""])?;
     assert_problem(&app.send("POST", "/events", &json_type, None)?, 400, &[""])?;
-    let too_big = format!(r#"{{"title": "t", "date": "2024-11-15", "description": "{}"}}"#, "x".repeat(64 * 1024));
-    assert_problem(&app.send("POST", "/events", &json_type, Some(&too_big))?, 413, &[])?;
+    let too_big = format!(
+        r#"{{"title": "t", "date": "2024-11-15", "description": "{}"}}"#,
+        "x".repeat(64 * 1024)
+    );
+    assert_problem(
+        &app.send("POST", "/events", &json_type, Some(&too_big))?,
+        413,
+        &[],
+    )?;
     let valid = r#"{"title": "t", "date": "2024-11-15"}"#;
-    assert_problem(&app.send("POST", "/events", &[("content-type", "text/plain")], Some(valid))?, 415, &[])?;
+    assert_problem(
+        &app.send("POST", "/events", &[("content-type", "text/plain")], Some(valid))?,
+        415,
+        &[],
+    )?;
     assert_problem(&app.send("POST", "/events", &[], Some(valid))?, 415, &[])?;
-    assert_problem(&app.send("POST", "/events", &[("content-type", "application/merge-patch+json")], Some(valid))?, 415, &[])?;
+    assert_problem(
+        &app.send(
+            "POST",
+            "/events",
+            &[("content-type", "application/merge-patch+json")],
+            Some(valid),
+        )?,
+        415,
+        &[],
+    )?;
     let id = app.create("t", "2024-11-15")?["id"].clone();
-    assert_problem(&app.send("PUT", &format!("/events/{id}"), &[("content-type", "application/xml")], Some(valid))?, 415, &[])?;
-    assert_problem(&app.send("PATCH", &format!("/events/{id}"), &[("content-type", "text/plain")], Some(valid))?, 415, &[])?;
+    assert_problem(
+        &app.send(
+            "PUT",
+            &format!("/events/{id}"),
+            &[("content-type", "application/xml")],
+            Some(valid),
+        )?,
+        415,
+        &[],
+    )?;
+    assert_problem(
+        &app.send(
+            "PATCH",
+            &format!("/events/{id}"),
+            &[("content-type", "text/plain")],
+            Some(valid),
+        )?,
+        415,
+        &[],
+    )?;
     assert_eq!(app.count("events")?, 1);
     Ok(())
 }
 
 fn ids_methods_and_query_parameters() -> TestResult {
     let app = App::start()?;
-    for path in ["/events/abc", "/events/0", "/events/-1", "/events/007", "/events/99999999999999999999", "/events/1.5", "/events/12345", "/events/1/more"] {
+    for path in [
+        "/events/abc",
+        "/events/0",
+        "/events/-1",
+        "/events/007",
+        "/events/99999999999999999999",
+        "/events/1.5",
+        "/events/12345",
+        "/events/1/more",
+    ] {
         assert_problem(&app.get(path)?, 404, &[]).with_context(|| path.to_owned())?;
     }
     let collection = app.send("DELETE", "/events", &[], None)?;
@@ -253,9 +446,15 @@ fn ids_methods_and_query_parameters() -> TestResult {
     let id = app.create("t", "2024-11-15")?["id"].clone();
     let item = app.send("POST", &format!("/events/{id}"), &[], None)?;
     assert_problem(&item, 405, &[])?;
-    assert_eq!(item.header("allow"), Some("GET, HEAD, PUT, PATCH, DELETE, OPTIONS"));
+    assert_eq!(
+        item.header("allow"),
+        Some("GET, HEAD, PUT, PATCH, DELETE, OPTIONS")
+    );
     let options = app.send("OPTIONS", "/events", &[], None)?;
-    assert_eq!((options.status, options.header("allow")), (204, Some("GET, HEAD, POST, OPTIONS")));
+    assert_eq!(
+        (options.status, options.header("allow")),
+        (204, Some("GET, HEAD, POST, OPTIONS"))
+    );
     for (query, field) in [
         ("limit=0", "limit"),
         ("limit=201", "limit"),
@@ -265,7 +464,8 @@ fn ids_methods_and_query_parameters() -> TestResult {
         ("from=2024-05-01&to=2024-04-01", "to"),
         ("cursor=not-a-cursor", "cursor"),
     ] {
-        assert_problem(&app.get(&format!("/events?{query}"))?, 400, &[field]).with_context(|| query.to_owned())?;
+        assert_problem(&app.get(&format!("/events?{query}"))?, 400, &[field])
+            .with_context(|| query.to_owned())?;
     }
     Ok(())
 }
@@ -280,27 +480,66 @@ fn conditional_requests() -> TestResult {
     let not_modified = app.send("GET", &path, &[("if-none-match", &etag)], None)?;
     assert_eq!((not_modified.status, not_modified.body.as_str()), (304, ""));
     assert_eq!(not_modified.header("etag"), Some(etag.as_str()));
-    assert_eq!(app.send("GET", &path, &[("if-none-match", "\"other\"")], None)?.status, 200);
+    assert_eq!(
+        app.send("GET", &path, &[("if-none-match", "\"other\"")], None)?
+            .status,
+        200
+    );
 
     let json_type = ("content-type", "application/json");
-    let updated = app.send("PUT", &path, &[json_type, ("if-match", &etag)], Some(r#"{"title": "v2", "date": "2024-11-15"}"#))?;
+    let updated = app.send(
+        "PUT",
+        &path,
+        &[json_type, ("if-match", &etag)],
+        Some(r#"{"title": "v2", "date": "2024-11-15"}"#),
+    )?;
     assert_eq!(updated.status, 200, "{}", updated.body);
     let new_etag = updated.header("etag").context("etag")?.to_owned();
     // The first ETag is stale now: every conditional write with it fails and changes nothing.
     let stale = [json_type, ("if-match", etag.as_str())];
-    assert_problem(&app.send("PUT", &path, &stale, Some(r#"{"title": "v3", "date": "2024-11-15"}"#))?, 412, &[])?;
-    assert_problem(&app.send("PATCH", &path, &stale, Some(r#"{"title": "v3"}"#))?, 412, &[])?;
+    assert_problem(
+        &app.send(
+            "PUT",
+            &path,
+            &stale,
+            Some(r#"{"title": "v3", "date": "2024-11-15"}"#),
+        )?,
+        412,
+        &[],
+    )?;
+    assert_problem(
+        &app.send("PATCH", &path, &stale, Some(r#"{"title": "v3"}"#))?,
+        412,
+        &[],
+    )?;
     assert_problem(&app.send("PATCH", &path, &stale, Some("{}"))?, 412, &[])?;
-    assert_problem(&app.send("DELETE", &path, &[("if-match", &etag)], None)?, 412, &[])?;
-    assert_problem(&app.send("DELETE", &path, &[("if-match", &format!("W/{new_etag}"))], None)?, 412, &[])?;
+    assert_problem(
+        &app.send("DELETE", &path, &[("if-match", &etag)], None)?,
+        412,
+        &[],
+    )?;
+    assert_problem(
+        &app.send("DELETE", &path, &[("if-match", &format!("W/{new_etag}"))], None)?,
+        412,
+        &[],
+    )?;
     let current = app.get(&path)?;
     assert_eq!(current.json()?["title"], "v2");
     assert_eq!(current.header("etag"), Some(new_etag.as_str()));
-    let patched = app.send("PATCH", &path, &[json_type, ("if-match", &new_etag)], Some(r#"{"title": "v3"}"#))?;
+    let patched = app.send(
+        "PATCH",
+        &path,
+        &[json_type, ("if-match", &new_etag)],
+        Some(r#"{"title": "v3"}"#),
+    )?;
     assert_eq!(patched.status, 200);
     let latest = patched.header("etag").context("etag")?.to_owned();
     assert_eq!(app.send("DELETE", &path, &[("if-match", "*")], None)?.status, 204);
-    assert_problem(&app.send("DELETE", &path, &[("if-match", &latest)], None)?, 404, &[])?;
+    assert_problem(
+        &app.send("DELETE", &path, &[("if-match", &latest)], None)?,
+        404,
+        &[],
+    )?;
     Ok(())
 }
 
@@ -315,16 +554,25 @@ fn concurrent_writers_with_one_etag_one_wins() -> TestResult {
                 let (app, path, etag) = (&app, &path, &etag);
                 scope.spawn(move || {
                     let body = format!(r#"{{"title": "writer {n}", "date": "2024-11-15"}}"#);
-                    app.send("PUT", path, &[("content-type", "application/json"), ("if-match", etag)], Some(&body))
-                        .map(|r| r.status)
-                        .unwrap_or(0)
+                    app.send(
+                        "PUT",
+                        path,
+                        &[("content-type", "application/json"), ("if-match", etag)],
+                        Some(&body),
+                    )
+                    .map(|r| r.status)
+                    .unwrap_or(0)
                 })
             })
             .collect();
         writers.into_iter().map(|w| w.join().unwrap_or(0)).collect()
     });
     assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 412).count(), statuses.len() - 1, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 412).count(),
+        statuses.len() - 1,
+        "{statuses:?}"
+    );
     assert_eq!(app.sql("SELECT version FROM events")?, "2");
     Ok(())
 }
@@ -336,7 +584,12 @@ fn idempotent_create_sequential() -> TestResult {
     let first = app.send("POST", "/events", &headers, Some(body))?;
     assert_eq!(first.status, 201);
     // The same request again, formatted differently: the first response, nothing new.
-    let retry = app.send("POST", "/events", &headers, Some(r#"{"date":"2024-11-15","title":"Once"}"#))?;
+    let retry = app.send(
+        "POST",
+        "/events",
+        &headers,
+        Some(r#"{"date":"2024-11-15","title":"Once"}"#),
+    )?;
     assert_eq!(retry.status, 201);
     assert_eq!(retry.json()?, first.json()?);
     assert_eq!(retry.header("location"), first.header("location"));
@@ -344,21 +597,61 @@ fn idempotent_create_sequential() -> TestResult {
     assert_eq!(retry.header("idempotent-replayed"), Some("true"));
     // Still the first response after the event changed.
     let path = first.header("location").context("location")?;
-    app.send("PATCH", path, &[("content-type", "application/json")], Some(r#"{"title": "Changed"}"#))?;
-    assert_eq!(app.send("POST", "/events", &headers, Some(body))?.json()?, first.json()?);
+    app.send(
+        "PATCH",
+        path,
+        &[("content-type", "application/json")],
+        Some(r#"{"title": "Changed"}"#),
+    )?;
+    assert_eq!(
+        app.send("POST", "/events", &headers, Some(body))?.json()?,
+        first.json()?
+    );
     // The same key with another body is refused.
-    let other = app.send("POST", "/events", &headers, Some(r#"{"title": "Other", "date": "2024-11-15"}"#))?;
+    let other = app.send(
+        "POST",
+        "/events",
+        &headers,
+        Some(r#"{"title": "Other", "date": "2024-11-15"}"#),
+    )?;
     assert_problem(&other, 422, &[])?;
     assert_eq!(app.count("events")?, 1);
     // Another key creates another event; an invalid key is a 400.
-    assert_eq!(app.send("POST", "/events", &[headers[0], ("idempotency-key", "key-2")], Some(body))?.status, 201);
-    assert_problem(&app.send("POST", "/events", &[headers[0], ("idempotency-key", "has space")], Some(body))?, 400, &["Idempotency-Key"])?;
+    assert_eq!(
+        app.send(
+            "POST",
+            "/events",
+            &[headers[0], ("idempotency-key", "key-2")],
+            Some(body)
+        )?
+        .status,
+        201
+    );
+    assert_problem(
+        &app.send(
+            "POST",
+            "/events",
+            &[headers[0], ("idempotency-key", "has space")],
+            Some(body),
+        )?,
+        400,
+        &["Idempotency-Key"],
+    )?;
     assert_eq!(app.count("events")?, 2);
     // Keys are kept for 24 hours: a 23-hour-old key still replays, a 25-hour-old one is free.
     app.sql("UPDATE idempotency_keys SET created_at = created_at - interval '23 hours' WHERE key = 'key-1'")?;
-    assert_eq!(app.send("POST", "/events", &headers, Some(body))?.header("idempotent-replayed"), Some("true"));
+    assert_eq!(
+        app.send("POST", "/events", &headers, Some(body))?
+            .header("idempotent-replayed"),
+        Some("true")
+    );
     app.sql("UPDATE idempotency_keys SET created_at = created_at - interval '2 hours' WHERE key = 'key-1'")?;
-    let reused = app.send("POST", "/events", &headers, Some(r#"{"title": "Other", "date": "2024-11-15"}"#))?;
+    let reused = app.send(
+        "POST",
+        "/events",
+        &headers,
+        Some(r#"{"title": "Other", "date": "2024-11-15"}"#),
+    )?;
     assert_eq!(reused.status, 201);
     assert!(reused.header("idempotent-replayed").is_none());
     assert_eq!(app.count("events")?, 3);
@@ -375,7 +668,10 @@ fn idempotent_create_concurrent() -> TestResult {
                     app.send(
                         "POST",
                         "/events",
-                        &[("content-type", "application/json"), ("idempotency-key", "same-key")],
+                        &[
+                            ("content-type", "application/json"),
+                            ("idempotency-key", "same-key"),
+                        ],
                         Some(r#"{"title": "Race", "date": "2024-11-15"}"#),
                     )
                     .map(|r| (r.status, r.body))
@@ -383,9 +679,15 @@ fn idempotent_create_concurrent() -> TestResult {
                 })
             })
             .collect();
-        clients.into_iter().map(|c| c.join().unwrap_or((0, String::new()))).collect()
+        clients
+            .into_iter()
+            .map(|c| c.join().unwrap_or((0, String::new())))
+            .collect()
     });
-    assert!(responses.iter().all(|(status, _)| *status == 201), "{responses:?}");
+    assert!(
+        responses.iter().all(|(status, _)| *status == 201),
+        "{responses:?}"
+    );
     let bodies: HashSet<&String> = responses.iter().map(|(_, body)| body).collect();
     assert_eq!(bodies.len(), 1, "{bodies:?}");
     assert_eq!(app.count("events")?, 1);
@@ -398,7 +700,11 @@ fn pagination_walk_while_inserting() -> TestResult {
     app.sql(
         "INSERT INTO events (title, date) SELECT 'seed ' || n, DATE '2024-01-01' + (n % 7) FROM generate_series(1, 260) AS n",
     )?;
-    let seeded: HashSet<i64> = app.sql("SELECT string_agg(id::text, ',') FROM events")?.split(',').map(|s| s.parse()).collect::<Result<_, _>>()?;
+    let seeded: HashSet<i64> = app
+        .sql("SELECT string_agg(id::text, ',') FROM events")?
+        .split(',')
+        .map(|s| s.parse())
+        .collect::<Result<_, _>>()?;
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (seen, pages) = std::thread::scope(|scope| -> Result<(Vec<(String, i64)>, usize)> {
         let app_ref = &app;
@@ -420,10 +726,17 @@ fn pagination_walk_while_inserting() -> TestResult {
             ensure!(page.status == 200, "{path}: {} {}", page.status, page.body);
             pages += 1;
             for event in page.json()?.as_array().context("array")? {
-                seen.push((event["date"].as_str().context("date")?.to_owned(), event["id"].as_i64().context("id")?));
+                seen.push((
+                    event["date"].as_str().context("date")?.to_owned(),
+                    event["id"].as_i64().context("id")?,
+                ));
             }
             next = page.header("link").map(|link| {
-                link.trim_start_matches('<').split('>').next().unwrap_or_default().to_owned()
+                link.trim_start_matches('<')
+                    .split('>')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
             });
             ensure!(pages < 100, "the walk does not end");
         }
@@ -436,7 +749,11 @@ fn pagination_walk_while_inserting() -> TestResult {
     let ids: Vec<i64> = seen.iter().map(|(_, id)| *id).collect();
     let unique: HashSet<i64> = ids.iter().copied().collect();
     assert_eq!(unique.len(), ids.len(), "an event was returned twice");
-    assert!(seeded.is_subset(&unique), "{} seeded events missing", seeded.difference(&unique).count());
+    assert!(
+        seeded.is_subset(&unique),
+        "{} seeded events missing",
+        seeded.difference(&unique).count()
+    );
     let mut sorted = seen.clone();
     sorted.sort();
     assert_eq!(seen, sorted, "pages are not in (date, id) order");
@@ -445,18 +762,35 @@ fn pagination_walk_while_inserting() -> TestResult {
 
 fn filters() -> TestResult {
     let app = App::start()?;
-    for (title, date) in [("Team MEETING", "2024-03-01"), ("meeting notes", "2024-03-15"), ("Party", "2024-03-20"), ("50% off_sale", "2024-04-01")] {
+    for (title, date) in [
+        ("Team MEETING", "2024-03-01"),
+        ("meeting notes", "2024-03-15"),
+        ("Party", "2024-03-20"),
+        ("50% off_sale", "2024-04-01"),
+    ] {
         app.create(title, date)?;
     }
     let titles = |query: &str| -> Result<Vec<String>> {
         let response = app.get(&format!("/events?{query}"))?;
         ensure!(response.status == 200, "{query}: {}", response.body);
-        Ok(response.json()?.as_array().context("array")?.iter().filter_map(|e| e["title"].as_str().map(str::to_owned)).collect())
+        Ok(response
+            .json()?
+            .as_array()
+            .context("array")?
+            .iter()
+            .filter_map(|e| e["title"].as_str().map(str::to_owned))
+            .collect())
     };
     assert_eq!(titles("q=meeting")?, ["Team MEETING", "meeting notes"]);
-    assert_eq!(titles("from=2024-03-15")?, ["meeting notes", "Party", "50% off_sale"]);
+    assert_eq!(
+        titles("from=2024-03-15")?,
+        ["meeting notes", "Party", "50% off_sale"]
+    );
     assert_eq!(titles("to=2024-03-15")?, ["Team MEETING", "meeting notes"]);
-    assert_eq!(titles("from=2024-03-02&to=2024-03-20")?, ["meeting notes", "Party"]);
+    assert_eq!(
+        titles("from=2024-03-02&to=2024-03-20")?,
+        ["meeting notes", "Party"]
+    );
     assert_eq!(titles("q=MEET&from=2024-03-02")?, ["meeting notes"]);
     // LIKE wildcards in q are literal.
     assert_eq!(titles("q=%25")?, ["50% off_sale"]);
@@ -465,7 +799,10 @@ fn filters() -> TestResult {
     // The filters carry over to the next page.
     let first = app.get("/events?q=meeting&limit=1")?;
     let link = first.header("link").context("link")?.to_owned();
-    assert!(link.ends_with("rel=\"next\"") && link.contains("q=meeting"), "{link}");
+    assert!(
+        link.ends_with("rel=\"next\"") && link.contains("q=meeting"),
+        "{link}"
+    );
     let next = link.trim_start_matches('<').split('>').next().context("uri")?;
     let second = app.get(next)?.json()?;
     assert_eq!(second[0]["title"], "meeting notes");
@@ -477,12 +814,29 @@ fn authentication() -> TestResult {
     app.create("secret plans", "2024-11-15")?;
     let anonymous = HttpResponse::send(app.devhost.request("GET", "/events"))?;
     assert_problem(&anonymous, 401, &[])?;
-    assert_eq!(anonymous.header("www-authenticate"), Some(r#"Bearer realm="events""#));
+    assert_eq!(
+        anonymous.header("www-authenticate"),
+        Some(r#"Bearer realm="events""#)
+    );
     assert!(!anonymous.body.contains("secret plans"));
-    for header in ["Bearer wrong", "Bearer test-api-token2", "Basic dGVzdDp0ZXN0", "test-api-token"] {
-        let response = HttpResponse::send(app.devhost.request("GET", "/events/1").header("authorization", header))?;
+    for header in [
+        "Bearer wrong",
+        "Bearer test-api-token2",
+        "Basic dGVzdDp0ZXN0",
+        "test-api-token",
+    ] {
+        let response = HttpResponse::send(
+            app.devhost
+                .request("GET", "/events/1")
+                .header("authorization", header),
+        )?;
         assert_problem(&response, 401, &[]).with_context(|| header.to_owned())?;
-        assert!(response.header("www-authenticate").unwrap_or_default().starts_with("Bearer"));
+        assert!(
+            response
+                .header("www-authenticate")
+                .unwrap_or_default()
+                .starts_with("Bearer")
+        );
     }
     let write = HttpResponse::send(
         app.devhost
@@ -501,7 +855,11 @@ fn database_down_and_back() -> TestResult {
     let app = App::start_on(&postgres)?;
     let id = app.create("before", "2024-11-15")?["id"].clone();
     postgres.stop()?;
-    for response in [app.get("/events")?, app.get(&format!("/events/{id}"))?, app.post(&json!({"title": "during", "date": "2024-11-15"}))?] {
+    for response in [
+        app.get("/events")?,
+        app.get(&format!("/events/{id}"))?,
+        app.post(&json!({"title": "during", "date": "2024-11-15"}))?,
+    ] {
         let problem = assert_problem(&response, 503, &[])?;
         assert!(response.header("retry-after").is_some(), "{problem}");
     }
@@ -515,7 +873,13 @@ fn database_down_and_back() -> TestResult {
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
     assert_eq!(back.status, 200, "{}", back.body);
-    let titles: Vec<Value> = back.json()?.as_array().context("array")?.iter().map(|e| e["title"].clone()).collect();
+    let titles: Vec<Value> = back
+        .json()?
+        .as_array()
+        .context("array")?
+        .iter()
+        .map(|e| e["title"].clone())
+        .collect();
     // The write attempted while the database was down left nothing behind.
     assert_eq!(titles, [json!("before")]);
     assert_eq!(app.create("after", "2024-11-16")?["title"], "after");

@@ -14,13 +14,20 @@ static POSTGRES: OnceLock<Postgres> = OnceLock::new();
 
 /// The shared PostgreSQL of this run.
 pub fn postgres() -> &'static Postgres {
-    POSTGRES.get().expect("PostgreSQL is started before the tests run")
+    POSTGRES
+        .get()
+        .expect("PostgreSQL is started before the tests run")
 }
 
 pub type TestResult = anyhow::Result<()>;
 
+/// A test as each module lists it.
+pub type NamedTest = (&'static str, fn() -> TestResult);
+
 fn trial(name: &'static str, test: fn() -> TestResult) -> Trial {
-    Trial::test(name, move || test().map_err(|error| Failed::from(format!("{error:?}"))))
+    Trial::test(name, move || {
+        test().map_err(|error| Failed::from(format!("{error:?}")))
+    })
 }
 
 fn main() {
