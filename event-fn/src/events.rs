@@ -1,11 +1,12 @@
 //! The `/events` handlers: each reads like the API it serves.
 
-use chrono::NaiveDateTime;
+use event_contract::{EventData, rfc3339_utc};
 use serde::Serialize;
 use spin_sdk::http::{Method, Request, Response};
 
 use crate::Config;
 use crate::domain::{EventInput, EventPatch};
+use crate::handoff;
 use crate::pagination::{Cursor, ListQuery};
 use crate::problem::Problem;
 use crate::request::{self, Accepts};
@@ -16,16 +17,17 @@ const ITEM_ALLOW: &str = "GET, HEAD, PUT, PATCH, DELETE, OPTIONS";
 
 type Reply = Result<Response, Problem>;
 
-pub fn collection(config: &Config, request: Request) -> Response {
-    respond(match request.method() {
+pub async fn collection(config: &Config, request: Request) -> Response {
+    let reply = match request.method() {
         Method::Get | Method::Head => list(config, &request),
-        Method::Post => create(config, &request),
+        Method::Post => create(config, &request).await,
         Method::Options => Ok(options(COLLECTION_ALLOW)),
         _ => Err(Problem::method_not_allowed(COLLECTION_ALLOW)),
-    })
+    };
+    respond(reply)
 }
 
-pub fn item(config: &Config, request: Request, id: &str) -> Response {
+pub async fn item(config: &Config, request: Request, id: &str) -> Response {
     // Only canonical positive integers name events; anything else names nothing.
     let Some(id) = id
         .parse::<i64>()
@@ -34,14 +36,15 @@ pub fn item(config: &Config, request: Request, id: &str) -> Response {
     else {
         return Problem::not_found(format!("there is no event {id:?}")).into();
     };
-    respond(match request.method() {
+    let reply = match request.method() {
         Method::Get | Method::Head => get(config, &request, id),
-        Method::Put => replace(config, &request, id),
-        Method::Patch => patch(config, &request, id),
-        Method::Delete => delete(config, &request, id),
+        Method::Put => replace(config, &request, id).await,
+        Method::Patch => patch(config, &request, id).await,
+        Method::Delete => delete(config, &request, id).await,
         Method::Options => Ok(options(ITEM_ALLOW)),
         _ => Err(Problem::method_not_allowed(ITEM_ALLOW)),
-    })
+    };
+    respond(reply)
 }
 
 fn list(config: &Config, request: &Request) -> Reply {
@@ -57,16 +60,19 @@ fn list(config: &Config, request: &Request) -> Reply {
         });
         response.header("link", format!("</events?{next}>; rel=\"next\""));
     }
-    let body: Vec<EventBody> = events.iter().map(EventBody::from).collect();
+    let body: Vec<EventData> = events.iter().map(event_data).collect();
     Ok(response.body(json(&body)).build())
 }
 
-fn create(config: &Config, request: &Request) -> Reply {
+async fn create(config: &Config, request: &Request) -> Reply {
     let key = request::idempotency_key(request)?;
     let input = EventInput::parse(&request::json_body(request, Accepts::Json)?)
         .map_err(|errors| Problem::invalid("the event is not valid", errors))?;
     match open(config)?.create(&input, key.as_deref())? {
-        CreateOutcome::Created(event) => Ok(created(&event, false)),
+        CreateOutcome::Created(event) => {
+            handoff::request_dispatch(config).await;
+            Ok(created(&event, false))
+        }
         CreateOutcome::Replayed(event) => Ok(created(&event, true)),
         CreateOutcome::KeyReused => Err(Problem::idempotency_key_reused()),
     }
@@ -83,14 +89,15 @@ fn get(config: &Config, request: &Request, id: i64) -> Reply {
     Ok(event_response(200, &event))
 }
 
-fn replace(config: &Config, request: &Request, id: i64) -> Reply {
+async fn replace(config: &Config, request: &Request, id: i64) -> Reply {
     let input = EventInput::parse(&request::json_body(request, Accepts::Json)?)
         .map_err(|errors| Problem::invalid("the event is not valid", errors))?;
     let if_match = request::if_match(request, id);
-    written(id, open(config)?.replace(id, &input, if_match.as_deref())?)
+    let outcome = open(config)?.replace(id, &input, if_match.as_deref())?;
+    written(config, id, outcome).await
 }
 
-fn patch(config: &Config, request: &Request, id: i64) -> Reply {
+async fn patch(config: &Config, request: &Request, id: i64) -> Reply {
     let patch = EventPatch::parse(&request::json_body(request, Accepts::JsonOrMergePatch)?)
         .map_err(|errors| Problem::invalid("the patch is not valid", errors))?;
     let if_match = request::if_match(request, id);
@@ -103,21 +110,29 @@ fn patch(config: &Config, request: &Request, id: i64) -> Reply {
         }
         return Ok(event_response(200, &event));
     }
-    written(id, store.patch(id, &patch, if_match.as_deref())?)
+    let outcome = store.patch(id, &patch, if_match.as_deref())?;
+    written(config, id, outcome).await
 }
 
-fn delete(config: &Config, request: &Request, id: i64) -> Reply {
+async fn delete(config: &Config, request: &Request, id: i64) -> Reply {
     let if_match = request::if_match(request, id);
     match open(config)?.delete(id, if_match.as_deref())? {
-        WriteOutcome::Done(()) => Ok(Response::builder().status(204).build()),
+        WriteOutcome::Done(()) => {
+            handoff::request_dispatch(config).await;
+            Ok(Response::builder().status(204).build())
+        }
         WriteOutcome::NotFound => Err(no_event(id)),
         WriteOutcome::PreconditionFailed => Err(Problem::precondition_failed()),
     }
 }
 
-fn written(id: i64, outcome: WriteOutcome<Event>) -> Reply {
+/// The answer to a conditional update; a change hands off to notify-fn first.
+async fn written(config: &Config, id: i64, outcome: WriteOutcome<Event>) -> Reply {
     match outcome {
-        WriteOutcome::Done(event) => Ok(event_response(200, &event)),
+        WriteOutcome::Done(event) => {
+            handoff::request_dispatch(config).await;
+            Ok(event_response(200, &event))
+        }
         WriteOutcome::NotFound => Err(no_event(id)),
         WriteOutcome::PreconditionFailed => Err(Problem::precondition_failed()),
     }
@@ -159,7 +174,7 @@ fn event_response(status: u16, event: &Event) -> Response {
         .status(status)
         .header("content-type", "application/json")
         .header("etag", request::etag(event.id, event.version))
-        .body(json(&EventBody::from(event)))
+        .body(json(&event_data(event)))
         .build()
 }
 
@@ -167,30 +182,14 @@ fn json(value: &impl Serialize) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
-/// An event as the API shows it.
-#[derive(Serialize)]
-struct EventBody<'a> {
-    id: i64,
-    title: &'a str,
-    description: Option<&'a str>,
-    date: String,
-    created_at: String,
-    updated_at: String,
-}
-
-impl<'a> From<&'a Event> for EventBody<'a> {
-    fn from(event: &'a Event) -> Self {
-        Self {
-            id: event.id,
-            title: event.title.as_str(),
-            description: event.description.as_ref().map(|d| d.as_str()),
-            date: event.date.to_string(),
-            created_at: rfc3339_utc(event.created_at),
-            updated_at: rfc3339_utc(event.updated_at),
-        }
+/// An event as the API (and a notification) shows it.
+fn event_data(event: &Event) -> EventData {
+    EventData {
+        id: event.id,
+        title: event.title.as_str().to_owned(),
+        description: event.description.as_ref().map(|d| d.as_str().to_owned()),
+        date: event.date.to_string(),
+        created_at: rfc3339_utc(event.created_at),
+        updated_at: rfc3339_utc(event.updated_at),
     }
-}
-
-fn rfc3339_utc(at: NaiveDateTime) -> String {
-    at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }

@@ -1,16 +1,19 @@
 //! event-fn: the events API (`/events`) as a Spin HTTP component.
 //!
 //! Every request is authenticated, then routed; handlers parse input into domain types
-//! (`domain`, `pagination`), call the store once and render the result or a problem.
+//! (`domain`, `pagination`), call the store once and render the result or a problem. A change
+//! commits its notification with it (`store`) and then hands off to notify-fn (`handoff`).
 
 mod domain;
 mod events;
+mod handoff;
 mod pagination;
 mod problem;
 mod request;
 mod store;
 
 use std::rc::Rc;
+use std::time::Duration;
 
 use spin_sdk::http::{Params, Request, Response, Router};
 use spin_sdk::http_component;
@@ -22,19 +25,32 @@ use crate::problem::Problem;
 pub struct Config {
     pub db_url: String,
     pub api_token: String,
+    /// notify-fn's base URL (scheme://host[:port]).
+    pub notify_url: String,
+    pub notify_token: String,
+    /// How long a write waits for notify-fn to take the hand-off.
+    pub notify_timeout: Duration,
 }
 
 impl Config {
-    fn load() -> Result<Self, variables::Error> {
+    fn load() -> Result<Self, String> {
+        let get = |name: &str| variables::get(name).map_err(|e| format!("variable {name}: {e}"));
+        let timeout = get("notify_timeout_ms")?;
+        let timeout_ms = timeout
+            .parse()
+            .map_err(|_| format!("notify_timeout_ms {timeout:?} is not a number of milliseconds"))?;
         Ok(Self {
-            db_url: variables::get("db_url")?,
-            api_token: variables::get("api_token")?,
+            db_url: get("db_url")?,
+            api_token: get("api_token")?,
+            notify_url: get("notify_url")?,
+            notify_token: get("notify_token")?,
+            notify_timeout: Duration::from_millis(timeout_ms),
         })
     }
 }
 
 #[http_component]
-fn handle_events(request: Request) -> Response {
+async fn handle_events(request: Request) -> Response {
     let config = match Config::load() {
         Ok(config) => Rc::new(config),
         Err(error) => {
@@ -46,12 +62,14 @@ fn handle_events(request: Request) -> Response {
         return problem.into();
     }
     let mut router = Router::new();
-    let shared = config.clone();
-    router.any("/events", move |request: Request, _: Params| {
-        events::collection(&shared, request)
+    let for_items = config.clone();
+    router.any_async("/events", move |request: Request, _: Params| {
+        let config = config.clone();
+        async move { events::collection(&config, request).await }
     });
-    router.any("/events/:id", move |request: Request, params: Params| {
-        events::item(&config, request, params.get("id").unwrap_or_default())
+    router.any_async("/events/:id", move |request: Request, params: Params| {
+        let config = for_items.clone();
+        async move { events::item(&config, request, params.get("id").unwrap_or_default()).await }
     });
     router.any("/*", |request: Request, _: Params| {
         Response::from(Problem::not_found(format!(
@@ -59,5 +77,5 @@ fn handle_events(request: Request) -> Response {
             request.path()
         )))
     });
-    router.handle(request)
+    router.handle_async(request).await
 }

@@ -1,8 +1,11 @@
 //! Events in PostgreSQL through Spin's `pg4`: one connection per request and one statement per
-//! operation on the success path (each write carries its own checks).
+//! operation on the success path. Each write carries its own checks and its outbox row (the
+//! notification), so a change and its notification commit together or not at all.
 
 use chrono::NaiveDateTime;
 use spin_sdk::pg4::{self, Connection, DbValue, Decode, ParameterValue};
+
+use event_contract::ChangeType;
 
 use crate::domain::{EventDate, EventDescription, EventInput, EventPatch, EventTitle};
 use crate::pagination::{Cursor, ListQuery};
@@ -54,6 +57,18 @@ pub enum CreateOutcome {
 }
 
 const EVENT_COLUMNS: &str = "id, title, description, date, created_at, updated_at, version";
+
+/// A data-modifying CTE that writes the notification of a change: `changed` is the CTE whose
+/// RETURNING holds the event's columns after the change.
+fn outbox(change: ChangeType, changed: &str) -> String {
+    format!(
+        "outbox AS (
+             INSERT INTO notifications (type, event_id, title, description, date, event_created_at, event_updated_at)
+             SELECT '{}', id, title, description, date, created_at, updated_at FROM {changed}
+         )",
+        change.as_str()
+    )
+}
 
 pub struct Store {
     connection: Connection,
@@ -125,8 +140,8 @@ impl Store {
             idempotency_key.map(str::to_owned).into(),
             fingerprint.clone().into(),
         ];
-        const CREATE: &str = "
-            WITH fresh AS (
+        let statement = format!(
+            "WITH fresh AS (
                 SELECT nextval(pg_get_serial_sequence('events', 'id')) AS id,
                        (now() AT TIME ZONE 'utc') AS at
             ),
@@ -143,16 +158,19 @@ impl Store {
                 OVERRIDING SYSTEM VALUE
                 SELECT fresh.id, $1::text, $2::text, $3::date, fresh.at, fresh.at FROM fresh
                 WHERE $4::text IS NULL OR EXISTS (SELECT 1 FROM claim)
-                RETURNING id, created_at
-            )
+                RETURNING {EVENT_COLUMNS}
+            ),
+            {}
             SELECT id, created_at, NULL::text AS first_request FROM inserted
             UNION ALL
             SELECT event_id, created_at, request FROM idempotency_keys
-            WHERE key = $4::text AND NOT EXISTS (SELECT 1 FROM claim)";
+            WHERE key = $4::text AND NOT EXISTS (SELECT 1 FROM claim)",
+            outbox(ChangeType::Created, "inserted")
+        );
         // A concurrent first use of the same key commits after this statement's snapshot: the
         // statement then neither inserts nor sees it, and runs once more to read it.
         for _ in 0..2 {
-            let rows = self.connection.query(CREATE, &params)?;
+            let rows = self.connection.query(&statement, &params)?;
             let Some(row) = rows.rows.first() else { continue };
             let id: i64 = decode(&row[0])?;
             let created_at: NaiveDateTime = decode(&row[1])?;
@@ -236,9 +254,11 @@ impl Store {
                      updated_at = (now() AT TIME ZONE 'utc')
                  WHERE id = $1 AND ($2::int8[] IS NULL OR version = ANY($2::int8[]))
                  RETURNING {EVENT_COLUMNS}
-             )
+             ),
+             {}
              SELECT EXISTS (SELECT 1 FROM target), updated.*
-             FROM (VALUES (1)) AS one LEFT JOIN updated ON true"
+             FROM (VALUES (1)) AS one LEFT JOIN updated ON true",
+            outbox(ChangeType::Updated, "updated")
         );
         let mut params = vec![id.into(), versions(if_match)];
         params.append(&mut values);
@@ -253,16 +273,20 @@ impl Store {
     }
 
     pub fn delete(&self, id: i64, if_match: Option<&[i64]>) -> Result<WriteOutcome<()>, Unavailable> {
-        let rows = self.connection.query(
+        let statement = format!(
             "WITH target AS (SELECT id FROM events WHERE id = $1),
              deleted AS (
                  DELETE FROM events
                  WHERE id = $1 AND ($2::int8[] IS NULL OR version = ANY($2::int8[]))
-                 RETURNING id
-             )
+                 RETURNING {EVENT_COLUMNS}
+             ),
+             {}
              SELECT EXISTS (SELECT 1 FROM target), EXISTS (SELECT 1 FROM deleted)",
-            &[id.into(), versions(if_match)],
-        )?;
+            outbox(ChangeType::Deleted, "deleted")
+        );
+        let rows = self
+            .connection
+            .query(&statement, &[id.into(), versions(if_match)])?;
         let row = rows.rows.first().ok_or(Unavailable)?;
         let (found, deleted): (bool, bool) = (decode(&row[0])?, decode(&row[1])?);
         Ok(match (found, deleted) {

@@ -15,6 +15,8 @@ pub struct DevhostOptions {
     pub env: Vec<(String, String)>,
     /// `--component-id` values (all components when empty).
     pub component_ids: Vec<String>,
+    /// The address to listen on; a free port when `None`.
+    pub listen: Option<String>,
 }
 
 impl DevhostOptions {
@@ -23,6 +25,7 @@ impl DevhostOptions {
             manifest: PathBuf::from(manifest),
             env: Vec::new(),
             component_ids: Vec::new(),
+            listen: None,
         }
     }
 
@@ -35,6 +38,11 @@ impl DevhostOptions {
 
     pub fn component(mut self, id: &str) -> Self {
         self.component_ids.push(id.to_owned());
+        self
+    }
+
+    pub fn listen(mut self, address: &str) -> Self {
+        self.listen = Some(address.to_owned());
         self
     }
 }
@@ -69,7 +77,8 @@ impl Devhost {
             .current_dir(&root)
             .arg("--from")
             .arg(root.join(&options.manifest))
-            .args(["--listen", "127.0.0.1:0"])
+            .arg("--listen")
+            .arg(options.listen.as_deref().unwrap_or("127.0.0.1:0"))
             .env("DEVHOST_CACHE_DIR", root.join("target/devhost-cache"))
             .envs(options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())

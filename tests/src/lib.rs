@@ -4,9 +4,11 @@
 
 mod devhost;
 mod postgres;
+mod webhooks;
 
 pub use devhost::{Devhost, DevhostOptions, HttpResponse};
 pub use postgres::Postgres;
+pub use webhooks::{Answer, Received, WebhookReceiver};
 
 use std::path::PathBuf;
 

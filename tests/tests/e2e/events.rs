@@ -61,6 +61,14 @@ impl App {
     }
 
     pub fn start_on(postgres: &Postgres) -> Result<Self> {
+        Self::start_with(postgres, |options| options)
+    }
+
+    /// Starts the app on a new database with `adjust` applied to the default options.
+    pub fn start_with(
+        postgres: &Postgres,
+        adjust: impl FnOnce(DevhostOptions) -> DevhostOptions,
+    ) -> Result<Self> {
         let url = postgres.create_database()?;
         let database = url
             .rsplit('/')
@@ -68,8 +76,24 @@ impl App {
             .and_then(|s| s.split('?').next())
             .context("name")?
             .to_owned();
-        let devhost = Devhost::start(app_options(&url, postgres.port()))?;
+        let devhost = Devhost::start(adjust(app_options(&url, postgres.port())))?;
         Ok(Self { devhost, database })
+    }
+
+    /// Asks notify-fn to deliver what is due (it answers at once and works on).
+    pub fn dispatch(&self) -> Result<()> {
+        let request = self
+            .devhost
+            .request("POST", "/notifications/dispatch")
+            .header("authorization", format!("Bearer {NOTIFY_TOKEN}"));
+        let response = HttpResponse::send(request)?;
+        ensure!(
+            response.status == 202,
+            "dispatch: {} {}",
+            response.status,
+            response.body
+        );
+        Ok(())
     }
 
     pub fn send(
@@ -125,16 +149,23 @@ impl App {
     }
 }
 
+pub const NOTIFY_TOKEN: &str = "test-notify-token";
+
+/// The app's variables for a test: its database, the test tokens, webhooks to loopback
+/// allowed, and a retry schedule of fractions of a second.
 pub fn app_options(db_url: &str, db_port: u16) -> DevhostOptions {
     DevhostOptions::new("spin.toml")
         .variable("db_url", db_url)
         .variable("db_port", &db_port.to_string())
         .variable("api_token", TOKEN)
-        .variable("notify_token", "test-notify-token")
+        .variable("notify_token", NOTIFY_TOKEN)
+        .variable("allow_private_webhooks", "true")
+        .variable("delivery_schedule", "150ms,150ms")
+        .variable("delivery_timeout_ms", "1000")
 }
 
 /// Asserts an RFC 9457 problem with `status` whose `errors` name exactly `fields`.
-fn assert_problem(response: &HttpResponse, status: u16, fields: &[&str]) -> Result<Value> {
+pub fn assert_problem(response: &HttpResponse, status: u16, fields: &[&str]) -> Result<Value> {
     ensure!(
         response.status == status,
         "expected {status}, got {} {}",

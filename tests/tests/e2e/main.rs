@@ -4,6 +4,7 @@
 
 mod devhost;
 mod events;
+mod notify;
 
 use std::sync::OnceLock;
 
@@ -35,6 +36,7 @@ fn main() {
     let trials: Vec<Trial> = devhost::tests()
         .into_iter()
         .chain(events::tests())
+        .chain(notify::tests())
         .map(|(name, test)| trial(name, test))
         .collect();
     let wanted = trials.iter().any(|t| !arguments.is_filtered_out(t));

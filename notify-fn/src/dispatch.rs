@@ -1,0 +1,103 @@
+//! Delivering what is due: log and fan out new notifications, then attempt each due delivery
+//! once (concurrently, each bounded by the delivery timeout) and record the outcome.
+
+use std::pin::pin;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::future::{Either, join_all, select};
+use spin_sdk::http::{Method, Request, Response, send};
+
+use crate::Config;
+use crate::sleep::sleep;
+use crate::store::{Job, Notification, Outcome, Store, Unavailable};
+use crate::webhook::{CloudEvent, message_id, signature};
+
+/// Notifications fanned out, and deliveries attempted, per round.
+const BATCH: i64 = 50;
+/// Rounds per dispatch, so one call always ends; the next call (or the periodic trigger)
+/// continues.
+const MAX_ROUNDS: usize = 20;
+
+/// Runs dispatch rounds until nothing is due (or `MAX_ROUNDS`).
+pub async fn dispatch(config: &Config) -> Result<(), Unavailable> {
+    let store = Store::open(&config.db_url)?;
+    // Held beyond the longest attempt, so no other dispatcher takes a delivery in flight.
+    let lease = config.delivery_timeout * 2 + Duration::from_secs(5);
+    for _ in 0..MAX_ROUNDS {
+        let fanned_out = store.fan_out(BATCH)?;
+        for notification in &fanned_out {
+            log(notification);
+        }
+        let jobs = store.claim_due(BATCH, lease)?;
+        if fanned_out.is_empty() && jobs.is_empty() {
+            break;
+        }
+        let results = join_all(jobs.iter().map(|job| attempt(job, config.delivery_timeout))).await;
+        for (job, (status_code, error)) in jobs.iter().zip(results) {
+            let outcome = match status_code {
+                Some(code) if (200..300).contains(&code) => Outcome::Delivered,
+                _ => match config
+                    .delivery_schedule
+                    .get(usize::try_from(job.failures).unwrap_or(usize::MAX))
+                {
+                    Some(delay) => Outcome::RetryAfter(*delay),
+                    None => Outcome::Failed,
+                },
+            };
+            store.record(job, status_code, error.as_deref(), &outcome)?;
+        }
+    }
+    Ok(())
+}
+
+/// One structured JSON line per notification on stdout.
+fn log(notification: &Notification) {
+    let line = serde_json::json!({
+        "level": "info",
+        "message": "notification",
+        "notification_id": notification.id,
+        "type": notification.kind,
+        "event_id": notification.event.id,
+        "event": notification.event,
+        "created_at": event_contract::rfc3339_utc(notification.created_at),
+    });
+    println!("{line}");
+}
+
+/// POSTs the signed CloudEvent; the status code, or why there is none.
+async fn attempt(job: &Job, timeout: Duration) -> (Option<u16>, Option<String>) {
+    let notification = &job.notification;
+    let time = event_contract::rfc3339_utc(notification.created_at);
+    let body = match serde_json::to_vec(&CloudEvent::new(
+        notification.id,
+        &notification.kind,
+        time,
+        &notification.event,
+    )) {
+        Ok(body) => body,
+        Err(error) => return (None, Some(format!("cannot serialize the event: {error}"))),
+    };
+    let id = message_id(notification.id);
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default() as i64;
+    let signature = match signature(&job.secret, &id, timestamp, &body) {
+        Ok(signature) => signature,
+        Err(error) => return (None, Some(error)),
+    };
+    let request = Request::builder()
+        .method(Method::Post)
+        .uri(&job.url)
+        .header("content-type", "application/json")
+        .header("webhook-id", id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .body(body)
+        .build();
+    match select(pin!(send::<_, Response>(request)), pin!(sleep(timeout))).await {
+        Either::Left((Ok(response), _)) => (Some(*response.status()), None),
+        Either::Left((Err(error), _)) => (None, Some(error.to_string())),
+        Either::Right(((), _)) => (None, Some(format!("no answer within {} ms", timeout.as_millis()))),
+    }
+}
