@@ -70,12 +70,7 @@ impl App {
         adjust: impl FnOnce(DevhostOptions) -> DevhostOptions,
     ) -> Result<Self> {
         let url = postgres.create_database()?;
-        let database = url
-            .rsplit('/')
-            .next()
-            .and_then(|s| s.split('?').next())
-            .context("name")?
-            .to_owned();
+        let database = database_name(&url)?;
         let devhost = Devhost::start(adjust(app_options(&url, postgres.port())))?;
         Ok(Self { devhost, database })
     }
@@ -147,6 +142,12 @@ impl App {
     pub fn count(&self, table: &str) -> Result<i64> {
         Ok(self.sql(&format!("SELECT count(*) FROM {table}"))?.parse()?)
     }
+}
+
+/// The database a connection URL names.
+pub fn database_name(url: &str) -> Result<String> {
+    let path = url.rsplit('/').next().context("a URL with a database")?;
+    Ok(path.split('?').next().unwrap_or(path).to_owned())
 }
 
 pub const NOTIFY_TOKEN: &str = "test-notify-token";

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, ensure};
 use e2e::{Answer, Devhost, HttpResponse, WebhookReceiver};
 use serde_json::{Value, json};
 
-use crate::events::{App, NOTIFY_TOKEN, TOKEN, app_options, assert_problem};
+use crate::events::{App, NOTIFY_TOKEN, TOKEN, app_options, assert_problem, database_name};
 use crate::{NamedTest, TestResult, postgres};
 
 pub fn tests() -> Vec<NamedTest> {
@@ -339,12 +339,7 @@ fn unanswered_deliveries_fail_and_can_be_redelivered() -> TestResult {
 
 fn two_dispatchers_never_send_an_attempt_twice() -> TestResult {
     let url = postgres().create_database()?;
-    let database = url
-        .rsplit('/')
-        .next()
-        .and_then(|s| s.split('?').next())
-        .context("name")?
-        .to_owned();
+    let database = database_name(&url)?;
     // Writes hand off to nowhere, so everything waits for the dispatchers.
     let writer = App {
         devhost: Devhost::start(
@@ -394,12 +389,7 @@ fn two_dispatchers_never_send_an_attempt_twice() -> TestResult {
 
 fn split_deployment_with_notify_fn_down() -> TestResult {
     let url = postgres().create_database()?;
-    let database = url
-        .rsplit('/')
-        .next()
-        .and_then(|s| s.split('?').next())
-        .context("name")?
-        .to_owned();
+    let database = database_name(&url)?;
     let notify_address = format!("127.0.0.1:{}", e2e::free_port());
     let notify_options = || {
         app_options(&url, postgres().port())
