@@ -9,42 +9,19 @@ use crate::{NamedTest, TestResult, postgres};
 const FIXTURE: &str = "devhost/fixture/spin.toml";
 
 pub fn tests() -> Vec<NamedTest> {
-    vec![
-        ("devhost::routes_and_spin_headers", routes_and_spin_headers),
-        ("devhost::health_and_unrouted_paths", health_and_unrouted_paths),
-        (
-            "devhost::variables_defaults_overrides_and_errors",
-            variables_defaults_overrides_and_errors,
-        ),
-        (
-            "devhost::required_variable_missing_fails_start",
-            required_variable_missing_fails_start,
-        ),
-        (
-            "devhost::outbound_http_allowed_and_denied",
-            outbound_http_allowed_and_denied,
-        ),
-        (
-            "devhost::postgres_allowed_and_denied",
-            postgres_allowed_and_denied,
-        ),
-        ("devhost::service_chaining", service_chaining),
-        (
-            "devhost::trap_gives_500_and_serving_continues",
-            trap_gives_500_and_serving_continues,
-        ),
-        (
-            "devhost::component_id_serves_a_subset",
-            component_id_serves_a_subset,
-        ),
-        (
-            "devhost::component_output_is_forwarded",
-            component_output_is_forwarded,
-        ),
-        (
-            "devhost::start_up_errors_say_what_to_do",
-            start_up_errors_say_what_to_do,
-        ),
+    crate::named_tests![devhost:
+        routes_and_spin_headers,
+        health_and_unrouted_paths,
+        variables_defaults_overrides_and_errors,
+        required_variable_missing_fails_start,
+        outbound_http_allowed_and_denied,
+        postgres_allowed_and_denied,
+        service_chaining,
+        trap_gives_500_and_serving_continues,
+        component_id_serves_a_subset,
+        component_output_is_forwarded,
+        start_up_errors_say_what_to_do,
+        unprovided_imports_are_named,
     ]
 }
 
@@ -331,5 +308,25 @@ fn start_up_errors_say_what_to_do() -> TestResult {
     )?;
     let message = Devhost::start_failure(DevhostOptions::new(manifest.to_str().context("path")?))?;
     assert!(message.contains("defualt"), "{message}");
+    Ok(())
+}
+
+fn unprovided_imports_are_named() -> TestResult {
+    // A component importing Spin's key-value store, which devhost does not provide.
+    let dir = tempfile::tempdir()?;
+    let wasm = wat::parse_str(
+        r#"(component (import "fermyon:spin/key-value@2.0.0" (instance (export "exists" (func (param "key" string) (result bool))))))"#,
+    )?;
+    std::fs::write(dir.path().join("kv.wasm"), wasm)?;
+    let manifest = dir.path().join("spin.toml");
+    std::fs::write(
+        &manifest,
+        "spin_manifest_version = 2\n[application]\nname = \"x\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"kv\"\n[component.kv]\nsource = \"kv.wasm\"\n",
+    )?;
+    let message = Devhost::start_failure(DevhostOptions::new(manifest.to_str().context("path")?))?;
+    assert!(
+        message.contains("fermyon:spin/key-value@2.0.0") && message.contains("\"kv\""),
+        "{message}"
+    );
     Ok(())
 }

@@ -11,41 +11,20 @@ use crate::{NamedTest, TestResult, postgres};
 pub const TOKEN: &str = "test-api-token";
 
 pub fn tests() -> Vec<NamedTest> {
-    vec![
-        ("events::create_read_update_delete", create_read_update_delete),
-        (
-            "events::patch_merges_with_either_json_type",
-            patch_merges_with_either_json_type,
-        ),
-        (
-            "events::every_validation_rule_is_a_400_naming_the_field",
-            every_validation_rule_is_a_400_naming_the_field,
-        ),
-        ("events::request_shape_errors", request_shape_errors),
-        (
-            "events::ids_methods_and_query_parameters",
-            ids_methods_and_query_parameters,
-        ),
-        ("events::conditional_requests", conditional_requests),
-        (
-            "events::concurrent_writers_with_one_etag_one_wins",
-            concurrent_writers_with_one_etag_one_wins,
-        ),
-        (
-            "events::idempotent_create_sequential",
-            idempotent_create_sequential,
-        ),
-        (
-            "events::idempotent_create_concurrent",
-            idempotent_create_concurrent,
-        ),
-        (
-            "events::pagination_walk_while_inserting",
-            pagination_walk_while_inserting,
-        ),
-        ("events::filters", filters),
-        ("events::authentication", authentication),
-        ("events::database_down_and_back", database_down_and_back),
+    crate::named_tests![events:
+        create_read_update_delete,
+        patch_merges_with_either_json_type,
+        every_validation_rule_is_a_400_naming_the_field,
+        request_shape_errors,
+        ids_methods_and_query_parameters,
+        conditional_requests,
+        concurrent_writers_with_one_etag_one_wins,
+        idempotent_create_sequential,
+        idempotent_create_concurrent,
+        pagination_walk_while_inserting,
+        filters,
+        authentication,
+        database_down_and_back,
     ]
 }
 

@@ -25,6 +25,14 @@ pub type TestResult = anyhow::Result<()>;
 /// A test as each module lists it.
 pub type NamedTest = (&'static str, fn() -> TestResult);
 
+/// `named_tests![module: test_a, test_b]` lists functions under the names `module::test_a`, ….
+#[macro_export]
+macro_rules! named_tests {
+    ($module:ident: $($test:ident),* $(,)?) => {
+        vec![$((concat!(stringify!($module), "::", stringify!($test)), $test as fn() -> $crate::TestResult)),*]
+    };
+}
+
 fn trial(name: &'static str, test: fn() -> TestResult) -> Trial {
     Trial::test(name, move || {
         test().map_err(|error| Failed::from(format!("{error:?}")))

@@ -11,40 +11,16 @@ use crate::events::{App, NOTIFY_TOKEN, TOKEN, app_options, assert_problem, datab
 use crate::{NamedTest, TestResult, postgres};
 
 pub fn tests() -> Vec<NamedTest> {
-    vec![
-        (
-            "notify::one_notification_per_committed_change",
-            one_notification_per_committed_change,
-        ),
-        (
-            "notify::signed_cloudevents_reach_subscribers",
-            signed_cloudevents_reach_subscribers,
-        ),
-        ("notify::retries_keep_the_webhook_id", retries_keep_the_webhook_id),
-        (
-            "notify::unanswered_deliveries_fail_and_can_be_redelivered",
-            unanswered_deliveries_fail_and_can_be_redelivered,
-        ),
-        (
-            "notify::two_dispatchers_never_send_an_attempt_twice",
-            two_dispatchers_never_send_an_attempt_twice,
-        ),
-        (
-            "notify::split_deployment_with_notify_fn_down",
-            split_deployment_with_notify_fn_down,
-        ),
-        (
-            "notify::subscription_api_validation_and_auth",
-            subscription_api_validation_and_auth,
-        ),
-        (
-            "notify::notification_api_filters_and_pages",
-            notification_api_filters_and_pages,
-        ),
-        (
-            "notify::receiver_rejects_bad_signatures",
-            receiver_rejects_bad_signatures,
-        ),
+    crate::named_tests![notify:
+        one_notification_per_committed_change,
+        signed_cloudevents_reach_subscribers,
+        retries_keep_the_webhook_id,
+        unanswered_deliveries_fail_and_can_be_redelivered,
+        two_dispatchers_never_send_an_attempt_twice,
+        split_deployment_with_notify_fn_down,
+        subscription_api_validation_and_auth,
+        notification_api_filters_and_pages,
+        receiver_rejects_bad_signatures,
     ]
 }
 
