@@ -14,11 +14,12 @@ use crate::webhook::{CloudEvent, message_id, signature};
 
 /// Notifications fanned out, and deliveries attempted, per round.
 const BATCH: i64 = 50;
+const BATCH_SIZE: usize = BATCH as usize;
 /// Rounds per dispatch, so one call always ends; the next call (or the periodic trigger)
 /// continues.
 const MAX_ROUNDS: usize = 20;
 
-/// Runs dispatch rounds until nothing is due (or `MAX_ROUNDS`).
+/// Runs dispatch rounds until a round finds less than a full batch (or `MAX_ROUNDS`).
 pub async fn dispatch(config: &Config) -> Result<(), Unavailable> {
     let store = Store::open(&config.db_url)?;
     // Held beyond the longest attempt, so no other dispatcher takes a delivery in flight.
@@ -28,10 +29,8 @@ pub async fn dispatch(config: &Config) -> Result<(), Unavailable> {
         for notification in &fanned_out {
             log(notification);
         }
+        // Fan-out made its deliveries due now, so this claim already includes them.
         let jobs = store.claim_due(BATCH, lease)?;
-        if fanned_out.is_empty() && jobs.is_empty() {
-            break;
-        }
         let results = join_all(jobs.iter().map(|job| attempt(job, config.delivery_timeout))).await;
         for (job, (status_code, error)) in jobs.iter().zip(results) {
             let outcome = match status_code {
@@ -45,6 +44,11 @@ pub async fn dispatch(config: &Config) -> Result<(), Unavailable> {
                 },
             };
             store.record(job, status_code, error.as_deref(), &outcome)?;
+        }
+        // A batch that was not full means nothing more was due: stop without another round of
+        // queries (what becomes due later is the next dispatch's).
+        if fanned_out.len() < BATCH_SIZE && jobs.len() < BATCH_SIZE {
+            break;
         }
     }
     Ok(())
