@@ -9,12 +9,22 @@ use crate::problem::FieldError;
 pub const TITLE_MAX_CHARS: usize = 100;
 pub const DESCRIPTION_MAX_CHARS: usize = 5000;
 
-/// A title: a string, not blank, at most 100 characters; stored trimmed.
+/// PostgreSQL's `text` cannot hold U+0000: text containing it is a client error, never a
+/// failed statement.
+pub fn reject_nul(text: &str) -> Result<(), String> {
+    if text.contains('\0') {
+        return Err("must not contain the NUL character (U+0000)".into());
+    }
+    Ok(())
+}
+
+/// A title: a string, not blank, at most 100 characters, no NUL; stored trimmed.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct EventTitle(String);
 
 impl EventTitle {
     pub fn parse(raw: &str) -> Result<Self, String> {
+        reject_nul(raw)?;
         let trimmed = raw.trim();
         if trimmed.is_empty() {
             return Err("must not be blank".into());
@@ -30,12 +40,13 @@ impl EventTitle {
     }
 }
 
-/// A description: at most 5,000 characters.
+/// A description: at most 5,000 characters, no NUL.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct EventDescription(String);
 
 impl EventDescription {
     pub fn parse(raw: &str) -> Result<Self, String> {
+        reject_nul(raw)?;
         if raw.chars().count() > DESCRIPTION_MAX_CHARS {
             return Err(format!("must be at most {DESCRIPTION_MAX_CHARS} characters"));
         }
@@ -250,6 +261,7 @@ mod tests {
         // Characters, not bytes: 100 three-byte characters fit.
         assert!(EventTitle::parse(&"€".repeat(100)).is_ok());
         assert!(EventTitle::parse(&"€".repeat(101)).is_err());
+        assert!(EventTitle::parse("a\0b").is_err());
     }
 
     #[test]
@@ -257,6 +269,7 @@ mod tests {
         assert!(EventDescription::parse(&"é".repeat(5000)).is_ok());
         assert!(EventDescription::parse(&"é".repeat(5001)).is_err());
         assert!(EventDescription::parse("").is_ok());
+        assert!(EventDescription::parse("\0").is_err());
     }
 
     #[test]

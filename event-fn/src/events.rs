@@ -41,7 +41,7 @@ pub async fn item(config: &Config, request: Request, id: &str) -> Response {
         Method::Put => replace(config, &request, id).await,
         Method::Patch => patch(config, &request, id).await,
         Method::Delete => delete(config, &request, id).await,
-        Method::Options => Ok(options(ITEM_ALLOW)),
+        Method::Options => item_options(config, id),
         _ => Err(Problem::method_not_allowed(ITEM_ALLOW)),
     };
     respond(reply)
@@ -87,6 +87,12 @@ fn get(config: &Config, request: &Request, id: i64) -> Reply {
             .build());
     }
     Ok(event_response(200, &event))
+}
+
+/// The methods of an event that exists: a deleted (or never created) event has none.
+fn item_options(config: &Config, id: i64) -> Reply {
+    open(config)?.get(id)?.ok_or_else(|| no_event(id))?;
+    Ok(options(ITEM_ALLOW))
 }
 
 async fn replace(config: &Config, request: &Request, id: i64) -> Reply {

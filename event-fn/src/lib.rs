@@ -1,6 +1,7 @@
 //! event-fn: the events API (`/events`) as a Spin HTTP component.
 //!
-//! Every request is authenticated, then routed; handlers parse input into domain types
+//! `GET /openapi.yaml` (the API's description, public) is answered first; every other request
+//! is authenticated, then routed; handlers parse input into domain types
 //! (`domain`, `pagination`), call the store once and render the result or a problem. A change
 //! commits its notification with it (`store`) and then hands off to notify-fn (`handoff`).
 
@@ -15,11 +16,15 @@ mod store;
 use std::rc::Rc;
 use std::time::Duration;
 
-use spin_sdk::http::{Params, Request, Response, Router};
+use spin_sdk::http::{Method, Params, Request, Response, Router};
 use spin_sdk::http_component;
 use spin_sdk::variables;
 
 use crate::problem::Problem;
+
+/// The OpenAPI document of the whole app, served at `/openapi.yaml` without a token.
+const OPENAPI: &str = include_str!("../../openapi.yaml");
+const OPENAPI_PATH: &str = "/openapi.yaml";
 
 /// What the component reads from its Spin variables.
 pub struct Config {
@@ -51,6 +56,9 @@ impl Config {
 
 #[http_component]
 async fn handle_events(request: Request) -> Response {
+    if request.path() == OPENAPI_PATH {
+        return openapi(&request);
+    }
     let config = match Config::load() {
         Ok(config) => Rc::new(config),
         Err(error) => {
@@ -78,4 +86,16 @@ async fn handle_events(request: Request) -> Response {
         )))
     });
     router.handle_async(request).await
+}
+
+/// The spec is public: a deployment describes itself to anyone who asks.
+fn openapi(request: &Request) -> Response {
+    match request.method() {
+        Method::Get | Method::Head => Response::builder()
+            .status(200)
+            .header("content-type", "application/yaml")
+            .body(OPENAPI)
+            .build(),
+        _ => Problem::method_not_allowed("GET, HEAD").into(),
+    }
 }

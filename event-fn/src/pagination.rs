@@ -3,7 +3,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::domain::{EventDate, TITLE_MAX_CHARS};
+use crate::domain::{EventDate, TITLE_MAX_CHARS, reject_nul};
 use crate::problem::FieldError;
 
 pub const DEFAULT_LIMIT: u8 = 50;
@@ -65,7 +65,10 @@ impl ListQuery {
                 "q" if value.chars().count() > TITLE_MAX_CHARS => {
                     reject(format!("must be at most {TITLE_MAX_CHARS} characters"))
                 }
-                "q" => list.title_contains = Some(value.into_owned()).filter(|q| !q.is_empty()),
+                "q" => match reject_nul(&value) {
+                    Ok(()) => list.title_contains = Some(value.into_owned()).filter(|q| !q.is_empty()),
+                    Err(detail) => reject(detail),
+                },
                 "limit" => match value.parse::<u8>() {
                     Ok(limit) if (1..=MAX_LIMIT).contains(&limit) => list.limit = limit,
                     _ => reject(format!("must be a whole number from 1 to {MAX_LIMIT}")),
@@ -131,6 +134,7 @@ mod tests {
         assert_eq!(fields("from=2024-03-01&to=2024-02-01"), ["to"]);
         assert_eq!(fields("cursor=nope!"), ["cursor"]);
         assert_eq!(fields(&format!("q={}", "x".repeat(101))), ["q"]);
+        assert_eq!(fields("q=a%00b"), ["q"]);
     }
 
     #[test]

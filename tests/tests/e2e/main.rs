@@ -2,6 +2,7 @@
 //! each test starts the devhost processes it needs. Run through `scripts/test`, which builds
 //! the components and devhost first.
 
+mod contract;
 mod devhost;
 mod events;
 mod notify;
@@ -45,6 +46,7 @@ fn main() {
         .into_iter()
         .chain(events::tests())
         .chain(notify::tests())
+        .chain(contract::tests())
         .map(|(name, test)| trial(name, test))
         .collect();
     let wanted = trials.iter().any(|t| !arguments.is_filtered_out(t));
