@@ -183,14 +183,7 @@ fn new_engine() -> Result<Engine> {
         .total_memories(MAX_CONCURRENT_INSTANCES)
         .total_tables(4 * MAX_CONCURRENT_INSTANCES)
         .total_stacks(MAX_CONCURRENT_INSTANCES)
-        .max_memory_size(256 << 20)
-        // Reusing a slot then costs no page faults for the first MiB of memory (where a
-        // component's stack and data live) and the tables: the benchmark's profile showed
-        // decommitting instance memory at ~9% of devhost's CPU.
-        .linear_memory_keep_resident(1 << 20)
-        .table_keep_resident(1 << 16)
-        .decommit_batch_size(32)
-        .max_unused_warm_slots(256);
+        .max_memory_size(256 << 20);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
     match Engine::new(&config) {
         Ok(engine) => Ok(engine),
