@@ -138,6 +138,23 @@ impl Devhost {
         self.output.lock().map(|o| o.clone()).unwrap_or_default()
     }
 
+    /// devhost's output once `found` holds for it. Output is read from pipes by other threads,
+    /// so a line printed while serving a request may arrive after its response: tests that
+    /// look for one wait for it here, for up to ten seconds.
+    pub fn wait_for_output(&self, found: impl Fn(&str) -> bool) -> Result<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let output = self.output();
+            if found(&output) {
+                return Ok(output);
+            }
+            if std::time::Instant::now() >= deadline {
+                bail!("devhost never printed what was expected; its output:\n{output}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }

@@ -1,7 +1,7 @@
 //! devhost behaves like `spin up` for what the app uses, proven with the fixture component.
 
 use anyhow::{Context, ensure};
-use e2e::{Devhost, DevhostOptions, StaticServer};
+use e2e::{Devhost, DevhostOptions, HttpResponse, StaticServer};
 use serde_json::Value;
 
 use crate::{NamedTest, TestResult, postgres};
@@ -16,6 +16,8 @@ pub fn tests() -> Vec<NamedTest> {
         required_variable_missing_fails_start,
         outbound_http_allowed_and_denied,
         postgres_allowed_and_denied,
+        postgres_statements_answer_alike_every_time,
+        postgres_session_state_never_survives_a_request,
         service_chaining,
         trap_gives_500_and_serving_continues,
         component_id_serves_a_subset,
@@ -165,11 +167,7 @@ fn outbound_http_allowed_and_denied() -> TestResult {
             .contains("HttpRequestDenied"),
         "{denied}"
     );
-    assert!(
-        devhost.output().contains("disallowed destination"),
-        "{}",
-        devhost.output()
-    );
+    devhost.wait_for_output(|output| output.contains("disallowed destination"))?;
     drop(devhost);
 
     // Allowed once the template's variable names this server.
@@ -223,6 +221,162 @@ fn postgres_allowed_and_denied() -> TestResult {
     Ok(())
 }
 
+/// The fixture's `/api/sql`: `statements` run in order on one connection, each with `params`
+/// (`int4:1`, `int8:1`, `str:x`, `null`); one result (`columns` and `rows`, or `error`) each.
+fn run_sql(devhost: &Devhost, url: &str, statements: &[&str], params: &[&str]) -> anyhow::Result<Vec<Value>> {
+    let mut query = vec![("url", url)];
+    query.extend(statements.iter().map(|s| ("statement", *s)));
+    query.extend(params.iter().map(|p| ("param", *p)));
+    let response = HttpResponse::send(devhost.request("GET", "/api/sql").query(&query))?;
+    ensure!(response.status == 200, "{}: {}", response.status, response.body);
+    let results = response.json()?;
+    let results = results.as_array().context("a result per statement")?;
+    ensure!(results.len() == statements.len(), "{results:?}");
+    Ok(results.clone())
+}
+
+/// devhost prepares a statement the first time, as Spin always does, and later sends it with
+/// the parameter types PostgreSQL inferred then: values, columns and every conversion error
+/// must be the same either way.
+fn postgres_statements_answer_alike_every_time() -> TestResult {
+    let url = postgres().create_database()?;
+    let devhost = Devhost::start(fixture().variable("pg_port", &postgres().port().to_string()))?;
+    let cases: [(&str, &[&str], &str); 6] = [
+        (
+            "SELECT $1::int8 + 1 AS next",
+            &["int8:41"],
+            r#"{"columns":["next"],"rows":[["DbValue::Int64(42)"]]}"#,
+        ),
+        (
+            "SELECT $1 AS untyped",
+            &["str:hi"],
+            r#"{"columns":["untyped"],"rows":[["DbValue::Str(\"hi\")"]]}"#,
+        ),
+        (
+            "SELECT $1::text IS NULL AS missing",
+            &["null"],
+            r#"{"columns":["missing"],"rows":[["DbValue::Boolean(true)"]]}"#,
+        ),
+        // No coercion: an int4 value for a parameter inferred as int8 is an error, as on Spin.
+        (
+            "SELECT $1::int8 AS wide",
+            &["int4:7"],
+            r#"WrongType { postgres: Int8, rust: \\\"i32\\\" }"#,
+        ),
+        (
+            "SELECT $1::date AS day",
+            &["str:2024-01-01"],
+            r#"WrongType { postgres: Date, rust: \\\"alloc::string::String\\\" }"#,
+        ),
+        (
+            "SELECT $1::text AS a, $2::text AS b",
+            &["str:x"],
+            "Parameters(1, 2)",
+        ),
+    ];
+    for (statement, params, expected) in cases {
+        let first = run_sql(&devhost, &url, &[statement], params)?.remove(0);
+        let shown = first.to_string();
+        ensure!(
+            shown == expected || shown.contains(expected),
+            "{statement}: {shown}"
+        );
+        for _ in 0..2 {
+            let again = run_sql(&devhost, &url, &[statement], params)?.remove(0);
+            ensure!(again == first, "{statement}: first {first}, then {again}");
+        }
+    }
+    Ok(())
+}
+
+/// What a request leaves in its session (settings, temporary tables, prepared statements,
+/// advisory locks, an open transaction) is gone for the next request on that connection.
+fn postgres_session_state_never_survives_a_request() -> TestResult {
+    let url = postgres().create_database()?;
+    let database = crate::events::database_name(&url)?;
+    let devhost = Devhost::start(fixture().variable("pg_port", &postgres().port().to_string()))?;
+    let pid = |result: &Value| result["rows"][0][0].as_str().unwrap_or_default().to_owned();
+
+    let dirty = run_sql(
+        &devhost,
+        &url,
+        &[
+            "SELECT pg_backend_pid() AS pid",
+            "SET application_name = 'leaked'",
+            "CREATE TEMP TABLE leaked (x int)",
+            "PREPARE leaked AS SELECT 1",
+            "SELECT pg_advisory_lock(42)::text AS locked",
+        ],
+        &[],
+    )?;
+    ensure!(dirty.iter().all(|r| r.get("error").is_none()), "{dirty:?}");
+    let dirty_pid = pid(&dirty[0]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let clean = loop {
+        let probe = run_sql(
+            &devhost,
+            &url,
+            &[
+                "SELECT pg_backend_pid() AS pid",
+                "SELECT current_setting('application_name') AS name",
+                "SELECT to_regclass('pg_temp.leaked')::text AS temp_table",
+                "SELECT count(*) AS prepared FROM pg_prepared_statements WHERE name = 'leaked'",
+                "SELECT count(*) AS locks FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()",
+            ],
+            &[],
+        )?;
+        if pid(&probe[0]) == dirty_pid {
+            break probe;
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "connection {dirty_pid} was never reused"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let values: Vec<&Value> = clean[1..].iter().map(|r| &r["rows"][0][0]).collect();
+    assert_eq!(
+        values,
+        [
+            "DbValue::Str(\"\")",
+            "DbValue::DbNull",
+            "DbValue::Int64(0)",
+            "DbValue::Int64(0)"
+        ],
+        "{clean:?}"
+    );
+
+    // A transaction left open cannot be reset: its connection is closed, never reused.
+    let open = run_sql(
+        &devhost,
+        &url,
+        &[
+            "SELECT pg_backend_pid() AS pid",
+            "BEGIN",
+            "CREATE TEMP TABLE in_transaction (x int)",
+        ],
+        &[],
+    )?;
+    ensure!(open.iter().all(|r| r.get("error").is_none()), "{open:?}");
+    let open_pid = pid(&open[0]);
+    let open_pid = open_pid
+        .trim_start_matches("DbValue::Int32(")
+        .trim_end_matches(')');
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while postgres().psql(
+        &database,
+        &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {open_pid}"),
+    )? != "0"
+    {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "connection {open_pid} stayed open"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Ok(())
+}
+
 fn service_chaining() -> TestResult {
     let devhost = Devhost::start(fixture())?;
     let chained = devhost
@@ -253,7 +407,7 @@ fn trap_gives_500_and_serving_continues() -> TestResult {
     }
     assert_eq!(devhost.get("/api/exact")?.status, 200);
     assert!(devhost.is_running());
-    assert!(devhost.output().contains("the fixture was asked to trap"));
+    devhost.wait_for_output(|output| output.contains("the fixture was asked to trap"))?;
     Ok(())
 }
 
@@ -277,15 +431,7 @@ fn component_id_serves_a_subset() -> TestResult {
 fn component_output_is_forwarded() -> TestResult {
     let devhost = Devhost::start(fixture())?;
     devhost.get("/api/print?text=xyzzy")?;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !devhost.output().contains("[api] fixture says xyzzy") {
-        ensure!(
-            std::time::Instant::now() < deadline,
-            "no component output in:\n{}",
-            devhost.output()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    devhost.wait_for_output(|output| output.contains("[api] fixture says xyzzy"))?;
     Ok(())
 }
 

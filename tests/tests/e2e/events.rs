@@ -1,6 +1,7 @@
 //! The events API (issue 3) through the compiled event-fn on devhost, against PostgreSQL.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use anyhow::{Context, Result, ensure};
 use e2e::{Devhost, DevhostOptions, HttpResponse, Postgres};
@@ -716,45 +717,59 @@ fn pagination_walk_while_inserting() -> TestResult {
         .split(',')
         .map(|s| s.parse())
         .collect::<Result<_, _>>()?;
-    let stop = std::sync::atomic::AtomicBool::new(false);
+    // Inserts run concurrently with the walk; before each page the walk waits until at least
+    // one more insert has been committed, so every page boundary sees new rows on either side.
+    let stop = AtomicBool::new(false);
+    let inserted = AtomicUsize::new(0);
     let (seen, pages) = std::thread::scope(|scope| -> Result<(Vec<(String, i64)>, usize)> {
-        let app_ref = &app;
-        let stop_ref = &stop;
-        let inserter = scope.spawn(move || {
+        let inserter = scope.spawn(|| -> Result<()> {
             let mut n = 0;
-            while !stop_ref.load(std::sync::atomic::Ordering::Relaxed) {
+            while !stop.load(Ordering::Relaxed) {
                 let date = format!("2024-01-0{}", 1 + n % 9);
-                let _ = app_ref.create(&format!("concurrent {n}"), &date);
+                app.create(&format!("concurrent {n}"), &date)?;
+                inserted.fetch_add(1, Ordering::Relaxed);
                 n += 1;
             }
-            n
+            Ok(())
         });
-        let mut seen = Vec::new();
-        let mut pages = 0;
-        let mut next = Some("/events?limit=100".to_owned());
-        while let Some(path) = next.take() {
-            let page = app.get(&path)?;
-            ensure!(page.status == 200, "{path}: {} {}", page.status, page.body);
-            pages += 1;
-            for event in page.json()?.as_array().context("array")? {
-                seen.push((
-                    event["date"].as_str().context("date")?.to_owned(),
-                    event["id"].as_i64().context("id")?,
-                ));
+        let walk = || -> Result<(Vec<(String, i64)>, usize)> {
+            let mut seen = Vec::new();
+            let mut pages = 0;
+            let mut next = Some("/events?limit=100".to_owned());
+            while let Some(path) = next.take() {
+                let before = inserted.load(Ordering::Relaxed);
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                while inserted.load(Ordering::Relaxed) == before {
+                    ensure!(std::time::Instant::now() < deadline, "no insert during the walk");
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                let page = app.get(&path)?;
+                ensure!(page.status == 200, "{path}: {} {}", page.status, page.body);
+                pages += 1;
+                for event in page.json()?.as_array().context("array")? {
+                    seen.push((
+                        event["date"].as_str().context("date")?.to_owned(),
+                        event["id"].as_i64().context("id")?,
+                    ));
+                }
+                next = page.header("link").map(|link| {
+                    link.trim_start_matches('<')
+                        .split('>')
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned()
+                });
+                ensure!(pages < 100, "the walk does not end");
             }
-            next = page.header("link").map(|link| {
-                link.trim_start_matches('<')
-                    .split('>')
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned()
-            });
-            ensure!(pages < 100, "the walk does not end");
-        }
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let inserted = inserter.join().unwrap_or(0);
-        ensure!(inserted > 0, "nothing was inserted during the walk");
-        Ok((seen, pages))
+            Ok((seen, pages))
+        };
+        let walked = walk();
+        stop.store(true, Ordering::Relaxed);
+        let inserts = inserter
+            .join()
+            .map_err(|_| anyhow::anyhow!("the inserter panicked"))?;
+        inserts?;
+        walked
     })?;
     assert!(pages >= 3, "{pages} pages");
     let ids: Vec<i64> = seen.iter().map(|(_, id)| *id).collect();

@@ -206,13 +206,14 @@ fn signed_cloudevents_reach_subscribers() -> TestResult {
     // The type filter: the deletions subscriber saw nothing of a creation.
     assert!(deletions.received().is_empty());
     // The log line.
-    let log = app.devhost.output();
-    let line = log
-        .lines()
-        .filter_map(|line| line.strip_prefix("[notify-fn] "))
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .find(|line| line["notification_id"] == notification_id)
-        .with_context(|| format!("no log line in:\n{log}"))?;
+    let log_line = |log: &str| {
+        log.lines()
+            .filter_map(|line| line.strip_prefix("[notify-fn] "))
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find(|line| line["notification_id"] == notification_id)
+    };
+    let log = app.devhost.wait_for_output(|log| log_line(log).is_some())?;
+    let line = log_line(&log).context("the log line")?;
     assert_eq!(line["type"], "event.created");
     assert_eq!(line["event"], event);
     let notification = dispatch_until(&app, 10, |n| n["status"] == "delivered", notification_id)?;
