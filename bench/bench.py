@@ -43,9 +43,11 @@ LUA = BENCH / "wrk" / "scenario.lua"
 DEVHOST = Path(os.environ.get("DEVHOST_BIN", ROOT / "target/release/devhost"))
 NATIVE = Path(os.environ.get("BENCH_NATIVE_BIN", ROOT / "target/release/bench-native"))
 
-# The deadpool RecyclingMethod::Clean batch Spin 3.6 (and so devhost) runs when it reuses a pooled
-# connection: these are the pool's statements, not the component's.
+# The session reset of the Postgres pool, not the component's statements: the deadpool
+# RecyclingMethod::Clean batch Spin 3.6 runs when it reuses a pooled connection, and the
+# DISCARD ALL devhost runs when a connection is released (devhost/src/postgres.rs).
 POOL_CLEANUP = {
+    "DISCARD ALL",
     "CLOSE ALL",
     "SET SESSION AUTHORIZATION DEFAULT",
     "RESET ALL",
@@ -674,6 +676,7 @@ class Bench:
             if counted:
                 entry["statements_per_request"] = counted["statements_per_request"]
                 entry["pool_statements_per_request"] = counted["pool_statements_per_request"]
+                entry["event_fn_statements_per_request"] = counted["event_fn_statements_per_request"]
 
     def exact_statements(self, target: str, server_url: str, scenario: str, database: str,
                          path: str | None) -> None:
@@ -714,10 +717,14 @@ class Bench:
         rows = self.postgres.statements(database)
         pool = sum(calls for query, calls in rows if query.strip().rstrip(";") in POOL_CLEANUP)
         app = sum(calls for query, calls in rows if query.strip().rstrip(";") not in POOL_CLEANUP)
+        # event-fn's statements are those on the events table: notify-fn never reads it (a
+        # notification carries the event as it was).
+        event_fn = sum(calls for query, calls in rows if re.search(r"\bevents\b", query))
         top = sorted(rows, key=lambda r: -r[1])[:25]
         return {
             "statements_per_request": round(app / requests, 3) if requests else None,
             "pool_statements_per_request": round(pool / requests, 3) if requests else None,
+            "event_fn_statements_per_request": round(event_fn / requests, 3) if requests else None,
             "statements": [{"query": " ".join(q.split())[:200], "calls": c} for q, c in top],
         }
 
@@ -941,7 +948,7 @@ class Bench:
 
     def print_table(self) -> None:
         header = f"{'target':15} {'scenario':17} {'conn':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} " \
-                 f"{'errors':>6} {'x native':>8} {'p99 x nat':>9} {'stmt/req':>8} {'+pool':>6} {'RSS MiB':>7}"
+                 f"{'errors':>6} {'x native':>8} {'p99 x nat':>9} {'stmt/req':>8} {'ev-fn':>6} {'+pool':>6} {'RSS MiB':>7}"
         print()
         print(header)
         print("-" * len(header))
@@ -956,7 +963,8 @@ class Bench:
             print(f"{r['target']:15} {r['scenario']:17} {r['connections']:>4} {r['rps']:>9.1f} "
                   f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>6} "
                   f"{fmt(r.get('rps_ratio_to_native'), '>8.3f')} {fmt(r.get('p99_ratio_to_native'), '>9.2f')} "
-                  f"{fmt(r.get('statements_per_request'), '>8.2f')} {fmt(r.get('pool_statements_per_request'), '>6.2f')} "
+                  f"{fmt(r.get('statements_per_request'), '>8.2f')} {fmt(r.get('event_fn_statements_per_request'), '>6.2f')} "
+                  f"{fmt(r.get('pool_statements_per_request'), '>6.2f')} "
                   f"{fmt(r.get('peak_rss_mib'), '>7.1f')}")
         print()
         m = self.measurements
@@ -1014,12 +1022,13 @@ class Bench:
         errors = sum(r.get("errors") or 0 for r in self.results)
         add("zero errors in every scenario", errors, all(r["status"] == "passed" for r in self.results))
         for scenario in ("get_by_id", "list_first", "post", "patch"):
-            values = [r.get("statements_per_request") for r in self.results
-                      if r["target"] == app and r["scenario"] == scenario and r.get("statements_per_request") is not None]
-            if values:
-                worst = max(values)
-                add(f"statements per request = 1 ({scenario})", worst, worst <= 1.01,
-                    "app statements; the pool's clean-up batch is reported apart")
+            runs = [r for r in self.results if r["target"] == app and r["scenario"] == scenario
+                    and r.get("event_fn_statements_per_request") is not None]
+            if runs:
+                worst = max(r["event_fn_statements_per_request"] for r in runs)
+                total = max(r["statements_per_request"] for r in runs)
+                add(f"event-fn statements per request = 1 ({scenario})", worst, worst <= 1.01,
+                    f"all app statements incl. notify-fn's dispatch: {total}; the pool's session reset apart")
         return out
 
     def print_targets(self, targets: list[dict]) -> None:
@@ -1043,18 +1052,19 @@ def to_markdown(document: dict) -> str:
         f"at start, {tuple(round(x, 1) for x in document['measurements'].get('load_average_at_end', ()))} at end.",
         "",
         "| target | scenario | conn | req/s | p50 ms | p99 ms | errors | × native req/s | × native p99 "
-        "| statements/req | + pool clean-up | peak RSS MiB |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| statements/req | of which event-fn | + pool session reset | peak RSS MiB |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in document["results"]:
         if "rps" not in r:
             lines.append(f"| {r['target']} | {r['scenario']} | {r['connections']} | failed: {r.get('detail', '')[:60]} "
-                         "| | | | | | | | |")
+                         "| | | | | | | | | |")
             continue
         lines.append(
             f"| {r['target']} | {r['scenario']} | {r['connections']} | {r['rps']:.0f} | {r['p50_ms']:.2f} "
             f"| {r['p99_ms']:.2f} | {r['errors']} | {num(r.get('rps_ratio_to_native'), '.3f')} "
             f"| {num(r.get('p99_ratio_to_native'), '.2f')} | {num(r.get('statements_per_request'), '.2f')} "
+            f"| {num(r.get('event_fn_statements_per_request'), '.2f')} "
             f"| {num(r.get('pool_statements_per_request'), '.2f')} | {num(r.get('peak_rss_mib'), '.1f')} |")
     m = document["measurements"]
     lines += ["", "| measurement | value |", "| --- | --- |"]
