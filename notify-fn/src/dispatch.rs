@@ -1,5 +1,6 @@
-//! Delivering what is due: log and fan out new notifications, then attempt each due delivery
-//! once (concurrently, each bounded by the delivery timeout) and record the outcome.
+//! Delivering what is due: one dispatch at a time (the dispatcher lease) logs and fans out new
+//! notifications, then attempts each due delivery once (concurrently, each bounded by the
+//! delivery timeout) and records the outcome.
 
 use std::pin::pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -15,15 +16,57 @@ use crate::webhook::{CloudEvent, message_id, signature};
 /// Notifications fanned out, and deliveries attempted, per round.
 const BATCH: i64 = 50;
 const BATCH_SIZE: usize = BATCH as usize;
-/// Rounds per dispatch, so one call always ends; the next call (or the periodic trigger)
-/// continues.
+/// Rounds per pass, so a pass always ends.
 const MAX_ROUNDS: usize = 20;
+/// Passes per dispatch: a holder that keeps being asked for more still ends, releasing the
+/// lease; the next request, or the periodic trigger, goes on.
+const MAX_PASSES: usize = 10;
 
-/// Runs dispatch rounds until a round finds less than a full batch (or `MAX_ROUNDS`).
+/// Delivers what is due if no other dispatch is doing so; otherwise leaves it to that one,
+/// which has counted this request and makes another pass for it.
 pub async fn dispatch(config: &Config) -> Result<(), Unavailable> {
     let store = Store::open(&config.db_url)?;
     // Held beyond the longest attempt, so no other dispatcher takes a delivery in flight.
     let lease = config.delivery_timeout * 2 + Duration::from_secs(5);
+    let holder = holder_token();
+    let Some(requests) = store.request_dispatch(&holder, lease)? else {
+        return Ok(());
+    };
+    let passes = deliver_while_requested(&store, config, &holder, lease, requests).await;
+    if passes.is_err() {
+        // Best effort, so that dispatch resumes as soon as the database answers again rather
+        // than when the lease expires.
+        let _ = store.release_dispatch(&holder, None);
+    }
+    passes
+}
+
+/// Passes over what is due until no request arrived during the last one: a request counted
+/// after a pass began may be for a notification committed after that pass looked.
+async fn deliver_while_requested(
+    store: &Store,
+    config: &Config,
+    holder: &str,
+    lease: Duration,
+    mut requests: i64,
+) -> Result<(), Unavailable> {
+    for _ in 0..MAX_PASSES {
+        deliver_due(store, config, lease).await?;
+        if store.release_dispatch(holder, Some(requests))? {
+            return Ok(());
+        }
+        match store.renew_dispatch(holder, lease)? {
+            Some(counted) => requests = counted,
+            // The lease expired and another dispatch holds it now.
+            None => return Ok(()),
+        }
+    }
+    store.release_dispatch(holder, None)?;
+    Ok(())
+}
+
+/// One pass: rounds until a round finds less than a full batch (or `MAX_ROUNDS`).
+async fn deliver_due(store: &Store, config: &Config, lease: Duration) -> Result<(), Unavailable> {
     for _ in 0..MAX_ROUNDS {
         let fanned_out = store.fan_out(BATCH)?;
         for notification in &fanned_out {
@@ -52,6 +95,12 @@ pub async fn dispatch(config: &Config) -> Result<(), Unavailable> {
         }
     }
     Ok(())
+}
+
+/// A token no other dispatch has: 128 random bits from the host.
+fn holder_token() -> String {
+    let random = wasi::random::random::get_random_bytes(16);
+    random.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// One structured JSON line per notification on stdout.

@@ -1,6 +1,7 @@
 //! notify-fn's SQL, through Spin's `pg4`: subscriptions, the outbox's notifications, their
-//! deliveries and attempts. Claims use `FOR UPDATE SKIP LOCKED` plus a lease, so concurrent
-//! dispatchers never send the same attempt twice.
+//! deliveries and attempts, and the dispatcher lease. One dispatch at a time holds the lease;
+//! claims also use `FOR UPDATE SKIP LOCKED` plus a lease per delivery, so dispatchers that
+//! overlap (after a lease expired) never send the same attempt twice.
 
 use std::time::Duration;
 
@@ -274,6 +275,52 @@ impl Store {
             &[limit.into()],
         )?;
         rows.rows.iter().map(|row| notification(row, 0)).collect()
+    }
+
+    /// Counts a dispatch request, and gives the dispatcher lease to `holder` for `lease` when
+    /// nobody holds it: the requests counted so far when `holder` now holds the lease.
+    pub fn request_dispatch(&self, holder: &str, lease: Duration) -> Result<Option<i64>, Unavailable> {
+        let rows = self.connection.query(
+            &format!(
+                "UPDATE dispatcher SET requests = requests + 1,
+                     holder = CASE WHEN held_until < {NOW} THEN $1 ELSE holder END,
+                     held_until = CASE WHEN held_until < {NOW}
+                         THEN {NOW} + make_interval(secs => $2::float8) ELSE held_until END
+                 RETURNING CASE WHEN holder = $1 THEN requests END"
+            ),
+            &[holder.to_owned().into(), lease.as_secs_f64().into()],
+        )?;
+        match rows.rows.first() {
+            Some(row) => decode(&row[0]),
+            None => {
+                eprintln!("notify-fn: the dispatcher row is missing (sql/003_dispatcher.sql)");
+                Err(Unavailable)
+            }
+        }
+    }
+
+    /// Extends `holder`'s lease by `lease`: the requests counted so far, or `None` when the
+    /// lease has passed to another dispatcher.
+    pub fn renew_dispatch(&self, holder: &str, lease: Duration) -> Result<Option<i64>, Unavailable> {
+        let rows = self.connection.query(
+            &format!(
+                "UPDATE dispatcher SET held_until = {NOW} + make_interval(secs => $2::float8)
+                 WHERE holder = $1 RETURNING requests"
+            ),
+            &[holder.to_owned().into(), lease.as_secs_f64().into()],
+        )?;
+        rows.rows.first().map(|row| decode(&row[0])).transpose()
+    }
+
+    /// Gives the lease up if no request was counted since `requests` (any, when `None`):
+    /// whether it was given up.
+    pub fn release_dispatch(&self, holder: &str, requests: Option<i64>) -> Result<bool, Unavailable> {
+        let released = self.connection.execute(
+            "UPDATE dispatcher SET holder = NULL, held_until = '-infinity'
+             WHERE holder = $1 AND ($2::int8 IS NULL OR requests = $2::int8)",
+            &[holder.to_owned().into(), requests.into()],
+        )?;
+        Ok(released == 1)
     }
 
     /// Claims due deliveries for one attempt each, leased for `lease`.

@@ -17,6 +17,7 @@ pub fn tests() -> Vec<NamedTest> {
         retries_keep_the_webhook_id,
         unanswered_deliveries_fail_and_can_be_redelivered,
         two_dispatchers_never_send_an_attempt_twice,
+        one_dispatch_at_a_time_and_a_vanished_one_is_replaced,
         split_deployment_with_notify_fn_down,
         subscription_api_validation_and_auth,
         notification_api_filters_and_pages,
@@ -361,6 +362,49 @@ fn two_dispatchers_never_send_an_attempt_twice() -> TestResult {
         dispatchers[1].sql("SELECT count(*) FROM delivery_attempts")?,
         "40"
     );
+    Ok(())
+}
+
+/// While another dispatch holds the dispatcher lease, a hand-off is only counted (that
+/// dispatch makes another pass for it); a holder that vanished loses the lease when it expires.
+fn one_dispatch_at_a_time_and_a_vanished_one_is_replaced() -> TestResult {
+    let app = App::start()?;
+    let receiver = WebhookReceiver::start();
+    subscribe(&app, &receiver, None)?;
+    app.sql("UPDATE dispatcher SET holder = 'another', held_until = (now() AT TIME ZONE 'utc') + interval '1 hour'")?;
+    let requests_before: i64 = app.sql("SELECT requests FROM dispatcher")?.parse()?;
+    app.create("Held", "2024-11-15")?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.sql("SELECT requests FROM dispatcher")?.parse::<i64>()? == requests_before {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the hand-off was never counted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    app.dispatch()?;
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        app.sql("SELECT count(*) FROM notifications WHERE fanned_out_at IS NULL")?,
+        "1"
+    );
+    assert!(receiver.received().is_empty());
+    assert_eq!(app.sql("SELECT holder FROM dispatcher")?, "another");
+
+    // The holder vanished: once its lease has expired, the next dispatch takes over.
+    app.sql("UPDATE dispatcher SET held_until = (now() AT TIME ZONE 'utc') - interval '1 second'")?;
+    app.dispatch()?;
+    let received = receiver.wait_for(10, |r| !r.is_empty())?;
+    assert_eq!(received[0].json()["data"]["title"], "Held");
+    // ... and gives the lease up when done.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !app.sql("SELECT coalesce(holder, '') FROM dispatcher")?.is_empty() {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the lease was never released"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     Ok(())
 }
 
