@@ -6,8 +6,8 @@
 //! What it sends differs from Spin, to cost fewer round trips on the request's path; what a
 //! guest sees does not (same values, same errors):
 //! - Spin resets a connection when it takes it from the pool (`RecyclingMethod::Clean`, a round
-//!   trip before the first statement). devhost runs `DISCARD ALL` when the guest releases it,
-//!   before it goes back to the pool, and closes it if that fails (a transaction left open).
+//!   trip before the first statement). devhost sends its reset (`ROLLBACK`, `DISCARD ALL`) in
+//!   the same write as the guest's first statement, so it costs no round trip of its own.
 //! - Spin prepares every statement (Parse/Describe, then Bind/Execute: two round trips) and
 //!   binds each parameter to the type PostgreSQL inferred for it. devhost does the same the
 //!   first time it meets a statement text on a pool and remembers the inferred types; later it
@@ -81,7 +81,8 @@ impl PgPools {
         if let Some(pool) = pools.get(address) {
             return Ok(pool.clone());
         }
-        // `Fast` only checks that the connection is open: it was reset when it was released.
+        // `Fast` only checks that the connection is open: the session is reset before the next
+        // guest's first statement (`after_reset`).
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -102,84 +103,105 @@ impl PgPools {
     }
 }
 
-/// The host side of a guest's `connection`: a pooled client, reset and returned to the pool
-/// when it is dropped.
+/// The host side of a guest's `connection`: a pooled client, returned to the pool when the
+/// guest drops it, and reset before its first statement.
 pub struct PgConnection {
-    /// Always `Some` until `drop` takes it.
-    client: Option<Object>,
+    client: Object,
     parameter_types: Arc<ParameterTypes>,
+    /// Until the first statement: the session may hold state of an earlier request.
+    reset_pending: bool,
 }
 
+/// Ends whatever the previous user of a session left (a transaction, then settings, temporary
+/// tables, prepared statements, cursors, advisory locks, LISTEN). Outside a transaction,
+/// `ROLLBACK` is only a warning.
+const SESSION_RESET: [&str; 2] = ["ROLLBACK", "DISCARD ALL"];
+
 impl PgConnection {
-    fn client(&self) -> wasmtime::Result<&Object> {
-        self.client
-            .as_ref()
-            .ok_or_else(|| wasmtime::format_err!("the connection was released"))
-    }
-
-    /// How to run `statement`: with the parameter types PostgreSQL inferred for it before, or
-    /// prepared as Spin does (the first time, or when the number of parameters does not match
-    /// so that the error is Spin's). Prepared types are remembered for the next time.
-    async fn plan(
-        &self,
-        client: &Object,
-        statement: &str,
-        params: usize,
-    ) -> Result<Plan, tokio_postgres::Error> {
-        if let Some(types) = self
-            .parameter_types
-            .get(statement)
-            .filter(|types| types.len() == params)
-        {
-            return Ok(Plan::Typed(types));
-        }
-        let prepared = client.prepare(statement).await?;
-        self.parameter_types.remember(statement, prepared.params());
-        Ok(Plan::Prepared(prepared))
-    }
-
     async fn query(
-        &self,
+        &mut self,
         statement: &str,
         params: &[SqlParam],
-    ) -> wasmtime::Result<Result<Vec<Row>, tokio_postgres::Error>> {
-        let client = self.client()?;
-        let result = match self.plan(client, statement, params.len()).await {
-            Ok(Plan::Typed(types)) => client.query_typed(statement, &typed(params, types)).await,
-            Ok(Plan::Prepared(prepared)) => client.query(&prepared, &untyped(params)).await,
-            Err(error) => Err(error),
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let client = &self.client;
+        let parameter_types = &self.parameter_types;
+        let run = async {
+            match plan(client, parameter_types, statement, params.len()).await? {
+                Plan::Typed(types) => client.query_typed(statement, &typed(params, types)).await,
+                Plan::Prepared(prepared) => client.query(&prepared, &untyped(params)).await,
+            }
         };
-        self.forget_if_stale(statement, &result);
-        Ok(result)
+        let result = after_reset(client, std::mem::take(&mut self.reset_pending), run).await;
+        forget_if_stale(parameter_types, statement, &result);
+        result
     }
 
-    async fn execute(
-        &self,
-        statement: &str,
-        params: &[SqlParam],
-    ) -> wasmtime::Result<Result<u64, tokio_postgres::Error>> {
-        let client = self.client()?;
-        let result = match self.plan(client, statement, params.len()).await {
-            Ok(Plan::Typed(types)) => client.execute_typed(statement, &typed(params, types)).await,
-            Ok(Plan::Prepared(prepared)) => client.execute(&prepared, &untyped(params)).await,
-            Err(error) => Err(error),
+    async fn execute(&mut self, statement: &str, params: &[SqlParam]) -> Result<u64, tokio_postgres::Error> {
+        let client = &self.client;
+        let parameter_types = &self.parameter_types;
+        let run = async {
+            match plan(client, parameter_types, statement, params.len()).await? {
+                Plan::Typed(types) => client.execute_typed(statement, &typed(params, types)).await,
+                Plan::Prepared(prepared) => client.execute(&prepared, &untyped(params)).await,
+            }
         };
-        self.forget_if_stale(statement, &result);
-        Ok(result)
+        let result = after_reset(client, std::mem::take(&mut self.reset_pending), run).await;
+        forget_if_stale(parameter_types, statement, &result);
+        result
     }
+}
 
-    /// A schema change can change the types PostgreSQL infers: after an error of SQLSTATE
-    /// class 42 (syntax error or access rule violation, which includes undefined columns and
-    /// datatype mismatches) the statement is prepared afresh next time.
-    fn forget_if_stale<T>(&self, statement: &str, result: &Result<T, tokio_postgres::Error>) {
-        let stale = result
-            .as_ref()
-            .err()
-            .and_then(tokio_postgres::Error::as_db_error)
-            .is_some_and(|db| db.code().code().starts_with("42"));
-        if stale {
-            self.parameter_types.forget(statement);
-        }
+/// `work`, after the session reset when `reset` is set. The reset's messages are sent ahead of
+/// `work`'s in the same write (tokio-postgres pipelines requests in the order they are first
+/// polled, and `try_join3` polls in argument order), so it costs no round trip of its own.
+async fn after_reset<T>(
+    client: &Object,
+    reset: bool,
+    work: impl Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, tokio_postgres::Error> {
+    if !reset {
+        return work.await;
+    }
+    let [end_transaction, discard] = SESSION_RESET.map(|statement| client.batch_execute(statement));
+    let ((), (), value) = futures::future::try_join3(end_transaction, discard, work).await?;
+    Ok(value)
+}
+
+/// How to run `statement`: with the parameter types PostgreSQL inferred for it before, or
+/// prepared as Spin does (the first time, or when the number of parameters does not match so
+/// that the error is Spin's). Prepared types are remembered for the next time.
+async fn plan(
+    client: &Object,
+    parameter_types: &ParameterTypes,
+    statement: &str,
+    params: usize,
+) -> Result<Plan, tokio_postgres::Error> {
+    if let Some(types) = parameter_types
+        .get(statement)
+        .filter(|types| types.len() == params)
+    {
+        return Ok(Plan::Typed(types));
+    }
+    let prepared = client.prepare(statement).await?;
+    parameter_types.remember(statement, prepared.params());
+    Ok(Plan::Prepared(prepared))
+}
+
+/// A schema change can change the types PostgreSQL infers: after an error of SQLSTATE class 42
+/// (syntax error or access rule violation, which includes undefined columns and datatype
+/// mismatches) the statement is prepared afresh next time.
+fn forget_if_stale<T>(
+    parameter_types: &ParameterTypes,
+    statement: &str,
+    result: &Result<T, tokio_postgres::Error>,
+) {
+    let stale = result
+        .as_ref()
+        .err()
+        .and_then(tokio_postgres::Error::as_db_error)
+        .is_some_and(|db| db.code().code().starts_with("42"));
+    if stale {
+        parameter_types.forget(statement);
     }
 }
 
@@ -198,26 +220,6 @@ fn typed(params: &[SqlParam], types: Vec<Type>) -> Vec<(&(dyn ToSql + Sync), Typ
 
 fn untyped(params: &[SqlParam]) -> Vec<&(dyn ToSql + Sync)> {
     params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect()
-}
-
-impl Drop for PgConnection {
-    fn drop(&mut self) {
-        let Some(client) = self.client.take() else {
-            return;
-        };
-        // Reset the session off the request's path; the pool hands the connection out again
-        // only once `client` is dropped here. A connection that cannot be reset is closed.
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(async move {
-                    if client.batch_execute("DISCARD ALL").await.is_err() {
-                        drop(Object::take(client));
-                    }
-                });
-            }
-            Err(_) => drop(Object::take(client)),
-        }
-    }
 }
 
 impl pg::Host for HostState {}
@@ -240,8 +242,9 @@ impl pg::HostConnection for HostState {
             Err(e) => return Ok(Err(PgError::ConnectionFailed(format!("{e:?}")))),
         };
         Ok(Ok(self.table.push(PgConnection {
-            client: Some(client),
+            client,
             parameter_types: pool.parameter_types,
+            reset_pending: true,
         })?))
     }
 
@@ -255,7 +258,7 @@ impl pg::HostConnection for HostState {
             Ok(params) => params,
             Err(e) => return Ok(Err(PgError::BadParameter(e))),
         };
-        let rows = match self.table.get(&connection)?.query(&statement, &params).await? {
+        let rows = match self.table.get_mut(&connection)?.query(&statement, &params).await {
             Ok(rows) => rows,
             Err(e) => return Ok(Err(query_failed(e))),
         };
@@ -273,7 +276,11 @@ impl pg::HostConnection for HostState {
             Ok(params) => params,
             Err(e) => return Ok(Err(PgError::ValueConversionFailed(e))),
         };
-        let affected = self.table.get(&connection)?.execute(&statement, &params).await?;
+        let affected = self
+            .table
+            .get_mut(&connection)?
+            .execute(&statement, &params)
+            .await;
         Ok(affected.map_err(query_failed))
     }
 

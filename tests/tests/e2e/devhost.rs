@@ -346,34 +346,47 @@ fn postgres_session_state_never_survives_a_request() -> TestResult {
         "{clean:?}"
     );
 
-    // A transaction left open cannot be reset: its connection is closed, never reused.
+    // A transaction left open ends with its request: the next use of the session is outside
+    // it, and what it did is rolled back.
     let open = run_sql(
         &devhost,
         &url,
         &[
             "SELECT pg_backend_pid() AS pid",
             "BEGIN",
-            "CREATE TEMP TABLE in_transaction (x int)",
+            "CREATE TABLE in_transaction (x int)",
         ],
         &[],
     )?;
     ensure!(open.iter().all(|r| r.get("error").is_none()), "{open:?}");
     let open_pid = pid(&open[0]);
-    let open_pid = open_pid
-        .trim_start_matches("DbValue::Int32(")
-        .trim_end_matches(')');
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while postgres().psql(
-        &database,
-        &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {open_pid}"),
-    )? != "0"
-    {
+    let after = loop {
+        let probe = run_sql(
+            &devhost,
+            &url,
+            &[
+                "SELECT pg_backend_pid() AS pid",
+                "SELECT to_regclass('in_transaction')::text AS rolled_back",
+                "SELECT pg_current_xact_id_if_assigned() IS NULL AS fresh_transaction",
+            ],
+            &[],
+        )?;
+        if pid(&probe[0]) == open_pid {
+            break probe;
+        }
         ensure!(
             std::time::Instant::now() < deadline,
-            "connection {open_pid} stayed open"
+            "connection {open_pid} was never reused"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    };
+    let values: Vec<&Value> = after[1..].iter().map(|r| &r["rows"][0][0]).collect();
+    assert_eq!(values, ["DbValue::DbNull", "DbValue::Boolean(true)"], "{after:?}");
+    assert_eq!(
+        postgres().psql(&database, "SELECT to_regclass('in_transaction') IS NULL")?,
+        "t"
+    );
     Ok(())
 }
 
