@@ -370,7 +370,12 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(http.server.ThreadingHTTPServer):
+            # A dispatcher sends a batch of webhooks at once; the default backlog of 5 would
+            # drop connections and slow delivery to TCP's retransmission timers.
+            request_queue_size = 1024
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -662,6 +667,12 @@ class Bench:
                 entry["status"] = "passed" if entry["errors"] == 0 and entry["requests"] > 0 else "failed"
                 if entry["requests"] == 0:
                     entry["detail"] = "no request completed"
+                if target == "devhost" and self.postgres and db_name and mode in ("post", "patch", "mix"):
+                    drained = self.drain_notifications(server_url, db_name)
+                    entry["notifications_after_load"] = drained
+                    if drained["undelivered"]:
+                        entry["status"] = "failed"
+                        entry["detail"] = f"{drained['undelivered']} notifications undelivered {drained['seconds']} s after the load"
             except Exception as error:  # noqa: BLE001 - a scenario that cannot run is a result too
                 entry.update(status="failed", detail=str(error)[:500], errors=None)
             self.results.append(entry)
@@ -669,6 +680,28 @@ class Bench:
                 + (f"{entry.get('rps', 0):9.1f} req/s  p50 {entry.get('p50_ms', 0):7.2f} ms  "
                    f"p99 {entry.get('p99_ms', 0):7.2f} ms  errors {entry.get('errors')}"
                    if "rps" in entry else f"FAILED: {entry.get('detail')}"))
+            if "notifications_after_load" in entry:
+                drained = entry["notifications_after_load"]
+                log(f"  {drained['waiting_when_load_stopped']} notifications undelivered when the load stopped; "
+                    f"{drained['undelivered']} left after {drained['seconds']} s")
+
+    def drain_notifications(self, server_url: str, database: str, limit_s: float = 120.0) -> dict:
+        """After a write scenario: waits until every notification is delivered (the run's one
+        subscriber answers 204 at once), asking for a dispatch each second as the periodic
+        trigger would. How many were waiting when the load stopped, how long they took, and
+        how many were still undelivered at the limit (each one a failure: nothing may be lost)."""
+        undelivered_sql = "SELECT count(*) FROM notifications WHERE status <> 'delivered'"
+        waiting = int(self.postgres.psql(database, undelivered_sql))
+        started = time.monotonic()
+        undelivered = waiting
+        while undelivered and time.monotonic() - started < limit_s:
+            http_request(server_url, "POST", "/notifications/dispatch", self.notify_token)
+            deadline = time.monotonic() + 1
+            while undelivered and time.monotonic() < deadline:
+                time.sleep(0.05)
+                undelivered = int(self.postgres.psql(database, undelivered_sql))
+        return {"waiting_when_load_stopped": waiting, "seconds": round(time.monotonic() - started, 2),
+                "undelivered": undelivered}
 
     def attach_statements(self) -> None:
         for entry in self.results:

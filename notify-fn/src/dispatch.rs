@@ -16,7 +16,7 @@ use crate::webhook::{CloudEvent, message_id, signature};
 /// Notifications fanned out, and deliveries attempted, per round.
 const BATCH: i64 = 50;
 const BATCH_SIZE: usize = BATCH as usize;
-/// Rounds per pass, so a pass always ends.
+/// Rounds per pass, so that a pass ends and a holder notices a lost lease.
 const MAX_ROUNDS: usize = 20;
 /// Passes per dispatch: a holder that keeps being asked for more still ends, releasing the
 /// lease; the next request, or the periodic trigger, goes on.
@@ -41,8 +41,9 @@ pub async fn dispatch(config: &Config) -> Result<(), Unavailable> {
     passes
 }
 
-/// Passes over what is due until no request arrived during the last one: a request counted
-/// after a pass began may be for a notification committed after that pass looked.
+/// Passes over what is due until a pass found everything done and no request arrived during
+/// it: a request counted after a pass began may be for a notification committed after that
+/// pass looked.
 async fn deliver_while_requested(
     store: &Store,
     config: &Config,
@@ -51,8 +52,8 @@ async fn deliver_while_requested(
     mut requests: i64,
 ) -> Result<(), Unavailable> {
     for _ in 0..MAX_PASSES {
-        deliver_due(store, config, lease).await?;
-        if store.release_dispatch(holder, Some(requests))? {
+        let more_due = deliver_due(store, config, lease).await?;
+        if !more_due && store.release_dispatch(holder, Some(requests))? {
             return Ok(());
         }
         match store.renew_dispatch(holder, lease)? {
@@ -65,8 +66,9 @@ async fn deliver_while_requested(
     Ok(())
 }
 
-/// One pass: rounds until a round finds less than a full batch (or `MAX_ROUNDS`).
-async fn deliver_due(store: &Store, config: &Config, lease: Duration) -> Result<(), Unavailable> {
+/// One pass: rounds until a round finds less than a full batch, or `MAX_ROUNDS`: whether more
+/// may be due (every round was full).
+async fn deliver_due(store: &Store, config: &Config, lease: Duration) -> Result<bool, Unavailable> {
     for _ in 0..MAX_ROUNDS {
         let fanned_out = store.fan_out(BATCH)?;
         for notification in &fanned_out {
@@ -91,10 +93,10 @@ async fn deliver_due(store: &Store, config: &Config, lease: Duration) -> Result<
         // A batch that was not full means nothing more was due: stop without another round of
         // queries (what becomes due later is the next dispatch's).
         if fanned_out.len() < BATCH_SIZE && jobs.len() < BATCH_SIZE {
-            break;
+            return Ok(false);
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// A token no other dispatch has: 128 random bits from the host.
