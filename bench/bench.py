@@ -45,8 +45,10 @@ NATIVE = Path(os.environ.get("BENCH_NATIVE_BIN", ROOT / "target/release/bench-na
 
 # The session reset of the Postgres pool, not the component's statements: the deadpool
 # RecyclingMethod::Clean batch Spin 3.6 runs when it reuses a pooled connection, and the
-# DISCARD ALL devhost runs when a connection is released (devhost/src/postgres.rs).
+# ROLLBACK and DISCARD ALL devhost sends ahead of a connection's first statement
+# (devhost/src/postgres.rs). The app itself never sends ROLLBACK.
 POOL_CLEANUP = {
+    "ROLLBACK",
     "DISCARD ALL",
     "CLOSE ALL",
     "SET SESSION AUTHORIZATION DEFAULT",

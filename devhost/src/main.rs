@@ -74,7 +74,7 @@ fn run(cli: Cli) -> Result<()> {
     // One worker thread unless TOKIO_WORKER_THREADS says otherwise. Every request maps fresh
     // pages into a pooled instance slot and returns them (copy-on-write faults, madvise), and
     // each of those flushes the TLB of every CPU running another devhost thread, by IPI.
-    // Measured with bench/run on 2 CPUs: one thread serves GET /events/{id} ~1.5x faster.
+    // Measured with wrk on 2 CPUs: one thread serves GET /events/{id} ~1.5x faster.
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
         runtime.worker_threads(1);
