@@ -44,12 +44,11 @@ DEVHOST = Path(os.environ.get("DEVHOST_BIN", ROOT / "target/release/devhost"))
 NATIVE = Path(os.environ.get("BENCH_NATIVE_BIN", ROOT / "target/release/bench-native"))
 
 # The session reset of the Postgres pool, not the component's statements: the deadpool
-# RecyclingMethod::Clean batch Spin 3.6 runs when it reuses a pooled connection, and the
-# ROLLBACK and DISCARD ALL devhost sends ahead of a connection's first statement
-# (devhost/src/postgres.rs). The app itself never sends ROLLBACK.
+# RecyclingMethod::Clean batch Spin 3.6 runs when it reuses a pooled connection, which devhost
+# sends after a ROLLBACK ahead of a connection's first statement (devhost/src/postgres.rs). The
+# app itself never sends ROLLBACK.
 POOL_CLEANUP = {
     "ROLLBACK",
-    "DISCARD ALL",
     "CLOSE ALL",
     "SET SESSION AUTHORIZATION DEFAULT",
     "RESET ALL",

@@ -1,13 +1,13 @@
 //! `spin:postgres/postgres@4.0.0` on tokio-postgres, with Spin 3.6's pool semantics: one
-//! deadpool pool per connection string, at most 64 connections, and no session state (prepared
-//! statements, temporary tables, settings, advisory locks, open transactions) survives from one
-//! request to the next.
+//! deadpool pool per connection string, at most 64 connections, and the session reset before a
+//! connection is used again (settings, temporary tables, advisory locks, cursors; devhost also
+//! ends a transaction left open).
 //!
 //! What it sends differs from Spin, to cost fewer round trips on the request's path; what a
 //! guest sees does not (same values, same errors):
 //! - Spin resets a connection when it takes it from the pool (`RecyclingMethod::Clean`, a round
-//!   trip before the first statement). devhost sends its reset (`ROLLBACK`, `DISCARD ALL`) in
-//!   the same write as the guest's first statement, so it costs no round trip of its own.
+//!   trip before the first statement). devhost sends the same reset, after a `ROLLBACK`, in the
+//!   same write as the guest's first statement, so it costs no round trip of its own.
 //! - Spin prepares every statement (Parse/Describe, then Bind/Execute: two round trips) and
 //!   binds each parameter to the type PostgreSQL inferred for it. devhost does the same the
 //!   first time it meets a statement text on a pool and remembers the inferred types; later it
@@ -112,10 +112,16 @@ pub struct PgConnection {
     reset_pending: bool,
 }
 
-/// Ends whatever the previous user of a session left (a transaction, then settings, temporary
-/// tables, prepared statements, cursors, advisory locks, LISTEN). Outside a transaction,
-/// `ROLLBACK` is only a warning.
-const SESSION_RESET: [&str; 2] = ["ROLLBACK", "DISCARD ALL"];
+/// Ends whatever the previous user of a session left: a transaction (outside one, `ROLLBACK`
+/// is only a warning), then what Spin's `RecyclingMethod::Clean` resets (cursors, the session
+/// user, settings, LISTEN, advisory locks, temporary tables, sequence state). Not `DISCARD ALL`:
+/// it would also deallocate the statements tokio-postgres keeps for looking up types it does
+/// not know (enums, domains), and the next lookup on that connection would fail.
+const SESSION_RESET: [&str; 2] = [
+    "ROLLBACK",
+    "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; \
+     SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES;",
+];
 
 impl PgConnection {
     async fn query(
