@@ -53,16 +53,31 @@ struct PgPool {
 struct ParameterTypes(Mutex<HashMap<String, Vec<Type>>>);
 
 impl ParameterTypes {
-    fn get(&self, statement: &str) -> Option<Vec<Type>> {
-        self.lock().get(statement).cloned()
+    /// The types inferred for `statement`, if it has `params` of them.
+    fn get(&self, statement: &str, params: usize) -> Option<Vec<Type>> {
+        self.lock()
+            .get(statement)
+            .filter(|types| types.len() == params)
+            .cloned()
     }
 
-    fn remember(&self, statement: &str, types: &[Type]) {
+    /// Remembers what `prepared` inferred, unless a column has a type PostgreSQL does not
+    /// build in: tokio-postgres would look that type up while it holds the rows of a statement
+    /// sent without a prepare, and a large result can deadlock that look-up (rust-postgres
+    /// issue #1348). Such a statement is prepared every time, as Spin does.
+    fn remember(&self, statement: &str, prepared: &tokio_postgres::Statement) {
+        if !prepared
+            .columns()
+            .iter()
+            .all(|c| Type::from_oid(c.type_().oid()).is_some())
+        {
+            return;
+        }
         let mut known = self.lock();
         if known.len() >= MAX_REMEMBERED_STATEMENTS {
             known.clear();
         }
-        known.insert(statement.to_owned(), types.to_vec());
+        known.insert(statement.to_owned(), prepared.params().to_vec());
     }
 
     fn forget(&self, statement: &str) {
@@ -82,7 +97,7 @@ impl PgPools {
             return Ok(pool.clone());
         }
         // `Fast` only checks that the connection is open: the session is reset before the next
-        // guest's first statement (`after_reset`).
+        // guest's first statement (`PgConnection::run`).
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -124,96 +139,118 @@ const SESSION_RESET: [&str; 2] = [
 ];
 
 impl PgConnection {
-    async fn query(
+    /// Runs `statement`, after the session reset if this is the connection's first statement.
+    /// The reset's messages are sent ahead of the statement's in the same write
+    /// (tokio-postgres sends a request when its future is first polled, and `join3` polls in
+    /// argument order), so the reset costs no round trip of its own.
+    async fn run<C: Call>(
         &mut self,
         statement: &str,
         params: &[SqlParam],
+    ) -> Result<C::Output, tokio_postgres::Error> {
+        let work = run::<C>(&self.client, &self.parameter_types, statement, params);
+        if !std::mem::take(&mut self.reset_pending) {
+            return work.await;
+        }
+        let [end_transaction, clean_up] = SESSION_RESET.map(|batch| self.client.batch_execute(batch));
+        let (ended, cleaned, output) = futures::future::join3(end_transaction, clean_up, work).await;
+        if let Err(error) = ended.and(cleaned) {
+            // The statement's own outcome is what the guest gets, since it ran; the reset is
+            // tried again before the next one (a closed connection leaves the pool instead).
+            eprintln!("devhost: could not reset a pooled PostgreSQL session: {error}");
+            self.reset_pending = true;
+        }
+        output
+    }
+}
+
+/// `query` or `execute`, each with and without a prepared statement.
+trait Call {
+    type Output;
+
+    async fn typed(
+        client: &Object,
+        statement: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Self::Output, tokio_postgres::Error>;
+
+    async fn prepared(
+        client: &Object,
+        statement: &tokio_postgres::Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Self::Output, tokio_postgres::Error>;
+}
+
+struct Query;
+
+impl Call for Query {
+    type Output = Vec<Row>;
+
+    async fn typed(
+        client: &Object,
+        statement: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
     ) -> Result<Vec<Row>, tokio_postgres::Error> {
-        let client = &self.client;
-        let parameter_types = &self.parameter_types;
-        let run = async {
-            match plan(client, parameter_types, statement, params.len()).await? {
-                Plan::Typed(types) => client.query_typed(statement, &typed(params, types)).await,
-                Plan::Prepared(prepared) => client.query(&prepared, &untyped(params)).await,
-            }
-        };
-        let result = after_reset(client, std::mem::take(&mut self.reset_pending), run).await;
-        forget_if_stale(parameter_types, statement, &result);
-        result
+        client.query_typed(statement, params).await
     }
 
-    async fn execute(&mut self, statement: &str, params: &[SqlParam]) -> Result<u64, tokio_postgres::Error> {
-        let client = &self.client;
-        let parameter_types = &self.parameter_types;
-        let run = async {
-            match plan(client, parameter_types, statement, params.len()).await? {
-                Plan::Typed(types) => client.execute_typed(statement, &typed(params, types)).await,
-                Plan::Prepared(prepared) => client.execute(&prepared, &untyped(params)).await,
-            }
-        };
-        let result = after_reset(client, std::mem::take(&mut self.reset_pending), run).await;
-        forget_if_stale(parameter_types, statement, &result);
-        result
+    async fn prepared(
+        client: &Object,
+        statement: &tokio_postgres::Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        client.query(statement, params).await
     }
 }
 
-/// `work`, after the session reset when `reset` is set. The reset's messages are sent ahead of
-/// `work`'s in the same write (tokio-postgres pipelines requests in the order they are first
-/// polled, and `try_join3` polls in argument order), so it costs no round trip of its own.
-async fn after_reset<T>(
-    client: &Object,
-    reset: bool,
-    work: impl Future<Output = Result<T, tokio_postgres::Error>>,
-) -> Result<T, tokio_postgres::Error> {
-    if !reset {
-        return work.await;
+struct Execute;
+
+impl Call for Execute {
+    type Output = u64;
+
+    async fn typed(
+        client: &Object,
+        statement: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<u64, tokio_postgres::Error> {
+        client.execute_typed(statement, params).await
     }
-    let [end_transaction, discard] = SESSION_RESET.map(|statement| client.batch_execute(statement));
-    let ((), (), value) = futures::future::try_join3(end_transaction, discard, work).await?;
-    Ok(value)
+
+    async fn prepared(
+        client: &Object,
+        statement: &tokio_postgres::Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, tokio_postgres::Error> {
+        client.execute(statement, params).await
+    }
 }
 
-/// How to run `statement`: with the parameter types PostgreSQL inferred for it before, or
-/// prepared as Spin does (the first time, or when the number of parameters does not match so
-/// that the error is Spin's). Prepared types are remembered for the next time.
-async fn plan(
+/// Runs `statement` as Spin does, in one round trip when the parameter types PostgreSQL
+/// inferred for it are known; otherwise (the first time, or when the number of parameters does
+/// not match, so that the error is Spin's) prepared first, remembering the types.
+async fn run<C: Call>(
     client: &Object,
-    parameter_types: &ParameterTypes,
+    known: &ParameterTypes,
     statement: &str,
-    params: usize,
-) -> Result<Plan, tokio_postgres::Error> {
-    if let Some(types) = parameter_types
-        .get(statement)
-        .filter(|types| types.len() == params)
-    {
-        return Ok(Plan::Typed(types));
+    params: &[SqlParam],
+) -> Result<C::Output, tokio_postgres::Error> {
+    if let Some(types) = known.get(statement, params.len()) {
+        match C::typed(client, statement, &typed(params, types)).await {
+            Ok(output) => return Ok(output),
+            // The remembered types may be stale (the schema changed): prepare afresh next
+            // time. An error PostgreSQL did not raise (a value that does not convert) came
+            // before anything was sent: run the statement Spin's way now, for Spin's answer.
+            Err(error) => {
+                known.forget(statement);
+                if error.as_db_error().is_some() {
+                    return Err(error);
+                }
+            }
+        }
     }
     let prepared = client.prepare(statement).await?;
-    parameter_types.remember(statement, prepared.params());
-    Ok(Plan::Prepared(prepared))
-}
-
-/// A schema change can change the types PostgreSQL infers: after an error of SQLSTATE class 42
-/// (syntax error or access rule violation, which includes undefined columns and datatype
-/// mismatches) the statement is prepared afresh next time.
-fn forget_if_stale<T>(
-    parameter_types: &ParameterTypes,
-    statement: &str,
-    result: &Result<T, tokio_postgres::Error>,
-) {
-    let stale = result
-        .as_ref()
-        .err()
-        .and_then(tokio_postgres::Error::as_db_error)
-        .is_some_and(|db| db.code().code().starts_with("42"));
-    if stale {
-        parameter_types.forget(statement);
-    }
-}
-
-enum Plan {
-    Typed(Vec<Type>),
-    Prepared(tokio_postgres::Statement),
+    known.remember(statement, &prepared);
+    C::prepared(client, &prepared, &untyped(params)).await
 }
 
 fn typed(params: &[SqlParam], types: Vec<Type>) -> Vec<(&(dyn ToSql + Sync), Type)> {
@@ -264,7 +301,12 @@ impl pg::HostConnection for HostState {
             Ok(params) => params,
             Err(e) => return Ok(Err(PgError::BadParameter(e))),
         };
-        let rows = match self.table.get_mut(&connection)?.query(&statement, &params).await {
+        let rows = match self
+            .table
+            .get_mut(&connection)?
+            .run::<Query>(&statement, &params)
+            .await
+        {
             Ok(rows) => rows,
             Err(e) => return Ok(Err(query_failed(e))),
         };
@@ -285,7 +327,7 @@ impl pg::HostConnection for HostState {
         let affected = self
             .table
             .get_mut(&connection)?
-            .execute(&statement, &params)
+            .run::<Execute>(&statement, &params)
             .await;
         Ok(affected.map_err(query_failed))
     }

@@ -52,9 +52,10 @@ async fn deliver_while_requested(
     mut requests: i64,
 ) -> Result<(), Unavailable> {
     for _ in 0..MAX_PASSES {
-        let more_due = deliver_due(store, config, lease).await?;
-        if !more_due && store.release_dispatch(holder, Some(requests))? {
-            return Ok(());
+        match deliver_due(store, config, holder, lease).await? {
+            Pass::Done if store.release_dispatch(holder, Some(requests))? => return Ok(()),
+            Pass::Done | Pass::MoreDue => {}
+            Pass::LeaseLost => return Ok(()),
         }
         match store.renew_dispatch(holder, lease)? {
             Some(counted) => requests = counted,
@@ -66,9 +67,24 @@ async fn deliver_while_requested(
     Ok(())
 }
 
-/// One pass: rounds until a round finds less than a full batch, or `MAX_ROUNDS`: whether more
-/// may be due (every round was full).
-async fn deliver_due(store: &Store, config: &Config, lease: Duration) -> Result<bool, Unavailable> {
+/// How a pass ended.
+enum Pass {
+    /// A round found less than a full batch: nothing more was due when it looked.
+    Done,
+    /// Every round was full: more may be due.
+    MoreDue,
+    /// The dispatcher lease expired during the pass and another dispatch holds it now.
+    LeaseLost,
+}
+
+/// One pass: rounds until a round finds less than a full batch, or `MAX_ROUNDS`, renewing the
+/// lease after each round so that no other dispatch starts beside a long pass.
+async fn deliver_due(
+    store: &Store,
+    config: &Config,
+    holder: &str,
+    lease: Duration,
+) -> Result<Pass, Unavailable> {
     for _ in 0..MAX_ROUNDS {
         let fanned_out = store.fan_out(BATCH)?;
         for notification in &fanned_out {
@@ -91,12 +107,15 @@ async fn deliver_due(store: &Store, config: &Config, lease: Duration) -> Result<
             store.record(job, status_code, error.as_deref(), &outcome)?;
         }
         // A batch that was not full means nothing more was due: stop without another round of
-        // queries (what becomes due later is the next dispatch's).
+        // queries (what becomes due later is the next pass's or dispatch's).
         if fanned_out.len() < BATCH_SIZE && jobs.len() < BATCH_SIZE {
-            return Ok(false);
+            return Ok(Pass::Done);
+        }
+        if store.renew_dispatch(holder, lease)?.is_none() {
+            return Ok(Pass::LeaseLost);
         }
     }
-    Ok(true)
+    Ok(Pass::MoreDue)
 }
 
 /// A token no other dispatch has: 128 random bits from the host.

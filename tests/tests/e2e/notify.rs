@@ -18,6 +18,7 @@ pub fn tests() -> Vec<NamedTest> {
         unanswered_deliveries_fail_and_can_be_redelivered,
         two_dispatchers_never_send_an_attempt_twice,
         one_dispatch_at_a_time_and_a_vanished_one_is_replaced,
+        a_hand_off_during_a_pass_gets_another_pass,
         split_deployment_with_notify_fn_down,
         subscription_api_validation_and_auth,
         notification_api_filters_and_pages,
@@ -81,6 +82,19 @@ fn dispatch_until(
             "timed out: {notification:#}"
         );
     }
+}
+
+/// Waits until no dispatch holds the dispatcher lease.
+fn wait_until_no_dispatch(app: &App) -> Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !app.sql("SELECT coalesce(holder, '') FROM dispatcher")?.is_empty() {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the dispatcher lease was never released"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Ok(())
 }
 
 fn only_notification_id(app: &App) -> Result<i64> {
@@ -340,14 +354,24 @@ fn two_dispatchers_never_send_an_attempt_twice() -> TestResult {
     for n in 0..40 {
         writer.create(&format!("e{n}"), "2024-11-15")?;
     }
-    std::thread::scope(|scope| {
+    // The dispatcher lease would let one dispatch at a time work: expire it over and over, so
+    // that dispatches overlap and only the claims on deliveries keep them apart.
+    let expiring = std::sync::atomic::AtomicBool::new(true);
+    let received = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while expiring.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = dispatchers[0].sql("UPDATE dispatcher SET held_until = '-infinity'");
+            }
+        });
         for dispatcher in &dispatchers {
             for _ in 0..4 {
                 scope.spawn(move || dispatcher.dispatch());
             }
         }
-    });
-    let received = receiver.wait_for(20, |r| r.len() >= 40)?;
+        let received = receiver.wait_for(20, |r| r.len() >= 40);
+        expiring.store(false, std::sync::atomic::Ordering::Relaxed);
+        received
+    })?;
     std::thread::sleep(std::time::Duration::from_millis(500));
     let received_after = receiver.received();
     assert_eq!(received_after.len(), received.len());
@@ -397,14 +421,32 @@ fn one_dispatch_at_a_time_and_a_vanished_one_is_replaced() -> TestResult {
     let received = receiver.wait_for(10, |r| !r.is_empty())?;
     assert_eq!(received[0].json()["data"]["title"], "Held");
     // ... and gives the lease up when done.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !app.sql("SELECT coalesce(holder, '') FROM dispatcher")?.is_empty() {
-        ensure!(
-            std::time::Instant::now() < deadline,
-            "the lease was never released"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until_no_dispatch(&app)
+}
+
+/// A hand-off while a dispatch is busy is only counted, and the busy dispatch makes another
+/// pass for it: the second event arrives with no other dispatch asked for.
+fn a_hand_off_during_a_pass_gets_another_pass() -> TestResult {
+    let app = App::start()?;
+    let receiver = WebhookReceiver::start();
+    subscribe(&app, &receiver, Some(&["event.created"]))?;
+    // The first delivery is never answered: the pass waits for the attempt's timeout (1 s).
+    receiver.script(&[Answer::Silence]);
+    app.create("First", "2024-11-15")?;
+    receiver.wait_for(10, |r| !r.is_empty())?;
+    ensure!(
+        !app.sql("SELECT coalesce(holder, '') FROM dispatcher")?.is_empty(),
+        "no dispatch is busy"
+    );
+    let requests_before: i64 = app.sql("SELECT requests FROM dispatcher")?.parse()?;
+    app.create("Second", "2024-11-15")?;
+    // The second hand-off found the lease held (else the busy dispatch ended early).
+    ensure!(
+        app.sql("SELECT requests FROM dispatcher")?.parse::<i64>()? > requests_before,
+        "the second hand-off was not counted"
+    );
+    let received = receiver.wait_for(10, |r| r.iter().any(|d| d.json()["data"]["title"] == "Second"))?;
+    assert!(received.iter().all(|d| d.signature_valid));
     Ok(())
 }
 
@@ -437,6 +479,9 @@ fn split_deployment_with_notify_fn_down() -> TestResult {
     // Up: the hand-off over HTTP delivers at once.
     events.create("while up", "2024-11-15")?;
     receiver.wait_for(10, |r| r.len() == 1)?;
+    // Stopped between dispatches (one killed mid-dispatch holds the dispatcher lease until it
+    // expires, and tests have no periodic trigger to go on after that).
+    wait_until_no_dispatch(&notify)?;
 
     drop(notify);
     let started = std::time::Instant::now();
