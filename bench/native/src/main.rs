@@ -119,16 +119,19 @@ fn unavailable(error: impl std::fmt::Display) -> Response {
     problem(StatusCode::SERVICE_UNAVAILABLE, "the database is unavailable")
 }
 
-async fn prepare(
+/// A pooled client and `sql` prepared on it, by the pool policy in use; any failure is the
+/// 503 answer.
+async fn prepared(
     state: &AppState,
-    client: &deadpool_postgres::Object,
     sql: &str,
-) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
-    if state.spin_pool {
+) -> Result<(deadpool_postgres::Object, tokio_postgres::Statement), Response> {
+    let client = state.pool.get().await.map_err(unavailable)?;
+    let statement = if state.spin_pool {
         client.prepare(sql).await
     } else {
         client.prepare_cached(sql).await
-    }
+    };
+    Ok((client, statement.map_err(unavailable)?))
 }
 
 fn rfc3339(at: NaiveDateTime) -> String {
@@ -173,19 +176,10 @@ async fn get_event(State(state): State<Shared>, headers: HeaderMap, Path(id): Pa
     let Some(id) = id.parse::<i64>().ok().filter(|id| *id > 0) else {
         return problem(StatusCode::NOT_FOUND, "there is no such event");
     };
-    let client = match state.pool.get().await {
-        Ok(client) => client,
-        Err(e) => return unavailable(e),
-    };
-    let statement = match prepare(
-        &state,
-        &client,
-        &format!("SELECT {COLUMNS} FROM events WHERE id = $1"),
-    )
-    .await
-    {
-        Ok(statement) => statement,
-        Err(e) => return unavailable(e),
+    let sql = format!("SELECT {COLUMNS} FROM events WHERE id = $1");
+    let (client, statement) = match prepared(&state, &sql).await {
+        Ok(prepared) => prepared,
+        Err(response) => return response,
     };
     match client.query_opt(&statement, &[&id]).await {
         Ok(Some(row)) => {
@@ -225,10 +219,6 @@ async fn list(State(state): State<Shared>, headers: HeaderMap, RawQuery(query): 
             _ => {}
         }
     }
-    let client = match state.pool.get().await {
-        Ok(client) => client,
-        Err(e) => return unavailable(e),
-    };
     // The same statement event-fn runs (its filter parameters are NULL here).
     let sql = format!(
         "SELECT {COLUMNS} FROM events
@@ -239,9 +229,9 @@ async fn list(State(state): State<Shared>, headers: HeaderMap, RawQuery(query): 
          ORDER BY date, id
          LIMIT $6"
     );
-    let statement = match prepare(&state, &client, &sql).await {
-        Ok(statement) => statement,
-        Err(e) => return unavailable(e),
+    let (client, statement) = match prepared(&state, &sql).await {
+        Ok(prepared) => prepared,
+        Err(response) => return response,
     };
     let none_date: Option<NaiveDate> = None;
     let none_text: Option<String> = None;
@@ -301,19 +291,10 @@ async fn create(State(state): State<Shared>, headers: HeaderMap, body: Bytes) ->
             "title must be 1 to 100 characters",
         );
     }
-    let client = match state.pool.get().await {
-        Ok(client) => client,
-        Err(e) => return unavailable(e),
-    };
-    let statement = match prepare(
-        &state,
-        &client,
-        "INSERT INTO events (title, description, date) VALUES ($1, $2, $3) RETURNING id, created_at",
-    )
-    .await
-    {
-        Ok(statement) => statement,
-        Err(e) => return unavailable(e),
+    let sql = "INSERT INTO events (title, description, date) VALUES ($1, $2, $3) RETURNING id, created_at";
+    let (client, statement) = match prepared(&state, sql).await {
+        Ok(prepared) => prepared,
+        Err(response) => return response,
     };
     match client
         .query_one(&statement, &[&title, &input.description, &date])

@@ -296,7 +296,6 @@ fn postgres_session_state_never_survives_a_request() -> TestResult {
     let url = postgres().create_database()?;
     let database = crate::events::database_name(&url)?;
     let devhost = Devhost::start(fixture().variable("pg_port", &postgres().port().to_string()))?;
-    let pid = |result: &Value| result["rows"][0][0].as_str().unwrap_or_default().to_owned();
     // Types PostgreSQL does not build in are looked up by a statement tokio-postgres prepares
     // once per connection: reading one in each request needs that statement to survive.
     postgres().psql(
@@ -304,97 +303,72 @@ fn postgres_session_state_never_survives_a_request() -> TestResult {
         "CREATE TYPE mood_a AS ENUM ('a'); CREATE TYPE mood_b AS ENUM ('b')",
     )?;
 
-    let dirty = run_sql(
+    let clean = reused_session(
         &devhost,
         &url,
         &[
-            "SELECT pg_backend_pid() AS pid",
             "SET application_name = 'leaked'",
             "CREATE TEMP TABLE leaked (x int)",
             "SELECT pg_advisory_lock(42)::text AS locked",
             "SELECT 'a'::mood_a AS custom",
         ],
-        &[],
+        &[
+            "SELECT current_setting('application_name') AS name",
+            "SELECT to_regclass('pg_temp.leaked')::text AS temp_table",
+            "SELECT count(*) AS locks FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()",
+            "SELECT 'b'::mood_b AS custom",
+        ],
     )?;
-    ensure!(dirty.iter().all(|r| r.get("error").is_none()), "{dirty:?}");
-    let dirty_pid = pid(&dirty[0]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let clean = loop {
-        let probe = run_sql(
-            &devhost,
-            &url,
-            &[
-                "SELECT pg_backend_pid() AS pid",
-                "SELECT current_setting('application_name') AS name",
-                "SELECT to_regclass('pg_temp.leaked')::text AS temp_table",
-                "SELECT count(*) AS locks FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()",
-                "SELECT 'b'::mood_b AS custom",
-            ],
-            &[],
-        )?;
-        if pid(&probe[0]) == dirty_pid {
-            break probe;
-        }
-        ensure!(
-            std::time::Instant::now() < deadline,
-            "connection {dirty_pid} was never reused"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    let values: Vec<&Value> = clean[1..].iter().map(|r| &r["rows"][0][0]).collect();
     assert_eq!(
-        values,
+        clean,
         [
             "DbValue::Str(\"\")",
             "DbValue::DbNull",
             "DbValue::Int64(0)",
             "DbValue::Unsupported([98])"
-        ],
-        "{clean:?}"
+        ]
     );
 
     // A transaction left open ends with its request: the next use of the session is outside
     // it, and what it did is rolled back.
-    let open = run_sql(
+    let after = reused_session(
         &devhost,
         &url,
+        &["BEGIN", "CREATE TABLE in_transaction (x int)"],
         &[
-            "SELECT pg_backend_pid() AS pid",
-            "BEGIN",
-            "CREATE TABLE in_transaction (x int)",
+            "SELECT to_regclass('in_transaction')::text AS rolled_back",
+            "SELECT pg_current_xact_id_if_assigned() IS NULL AS fresh_transaction",
         ],
-        &[],
     )?;
-    ensure!(open.iter().all(|r| r.get("error").is_none()), "{open:?}");
-    let open_pid = pid(&open[0]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let after = loop {
-        let probe = run_sql(
-            &devhost,
-            &url,
-            &[
-                "SELECT pg_backend_pid() AS pid",
-                "SELECT to_regclass('in_transaction')::text AS rolled_back",
-                "SELECT pg_current_xact_id_if_assigned() IS NULL AS fresh_transaction",
-            ],
-            &[],
-        )?;
-        if pid(&probe[0]) == open_pid {
-            break probe;
-        }
-        ensure!(
-            std::time::Instant::now() < deadline,
-            "connection {open_pid} was never reused"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    let values: Vec<&Value> = after[1..].iter().map(|r| &r["rows"][0][0]).collect();
-    assert_eq!(values, ["DbValue::DbNull", "DbValue::Boolean(true)"], "{after:?}");
+    assert_eq!(after, ["DbValue::DbNull", "DbValue::Boolean(true)"]);
     assert_eq!(
         postgres().psql(&database, "SELECT to_regclass('in_transaction') IS NULL")?,
         "t"
     );
     Ok(())
+}
+
+/// Runs `first` in one request, then `then` in later requests until one runs on the same
+/// PostgreSQL session (pooled connections are reused): the first value of each of those.
+fn reused_session(devhost: &Devhost, url: &str, first: &[&str], then: &[&str]) -> anyhow::Result<Vec<Value>> {
+    const PID: &str = "SELECT pg_backend_pid() AS pid";
+    let first = [&[PID], first].concat();
+    let then = [&[PID], then].concat();
+    let done = run_sql(devhost, url, &first, &[])?;
+    ensure!(done.iter().all(|r| r.get("error").is_none()), "{done:?}");
+    let session = done[0]["rows"][0][0].clone();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let probe = run_sql(devhost, url, &then, &[])?;
+        if probe[0]["rows"][0][0] == session {
+            return Ok(probe[1..].iter().map(|r| r["rows"][0][0].clone()).collect());
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "session {session} was never reused"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 fn service_chaining() -> TestResult {
