@@ -46,6 +46,8 @@ pub struct LoadOptions<'a> {
     pub component_ids: &'a [String],
     /// Where compiled components are cached; `None` compiles on every start.
     pub cache_dir: Option<PathBuf>,
+    /// Trap on a PostgreSQL query that returns no rows, as Spin 4.0.0-4.0.2 hang on one.
+    pub trap_empty_queries: bool,
 }
 
 impl App {
@@ -114,7 +116,7 @@ impl App {
         Ok(Self {
             engine,
             components,
-            pg_pools: PgPools::default(),
+            pg_pools: PgPools::new(options.trap_empty_queries),
         })
     }
 

@@ -11,8 +11,16 @@ mod server;
 mod variables;
 
 mod bindings {
-    include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
+    wasmtime::component::bindgen!({
+        path: "wit",
+        world: "devhost:host/spin-imports",
+        imports: { default: async | trappable },
+        with: { "spin:postgres/postgres.connection": crate::postgres::PgConnection },
+    });
 }
+
+#[cfg(test)]
+mod vendored_wit_tests;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,6 +54,11 @@ struct Cli {
     /// Compile the components on every start instead of using the cache.
     #[arg(long)]
     no_cache: bool,
+    /// Trap the instance when a PostgreSQL query returns no rows, naming the statement: Spin
+    /// 4.0.0-4.0.2 never answer such a query (spinframework/spin issue #3671), so an app that
+    /// runs there must not issue one. Off by default, which is Spin 3.6's behaviour.
+    #[arg(long, env = "DEVHOST_EMPTY_QUERY_TRAP", value_parser = clap::builder::BoolishValueParser::new())]
+    empty_query_trap: bool,
 }
 
 fn main() {
@@ -68,6 +81,7 @@ fn run(cli: Cli) -> Result<()> {
             manifest_path: &cli.manifest,
             component_ids: &cli.component_ids,
             cache_dir,
+            trap_empty_queries: cli.empty_query_trap,
         },
     )?;
     let router = Router::build(&manifest.trigger.http, |id| app.component(id).is_some())?;

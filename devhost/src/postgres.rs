@@ -40,6 +40,9 @@ const MAX_REMEMBERED_STATEMENTS: usize = 4096;
 #[derive(Default)]
 pub struct PgPools {
     pools: Mutex<HashMap<String, PgPool>>,
+    /// Play Spin 4.0.0-4.0.2, loudly: a `query` whose result has no rows traps the instance
+    /// (on those releases it never returns; spinframework/spin issue #3671).
+    trap_empty_queries: bool,
 }
 
 #[derive(Clone)]
@@ -90,6 +93,13 @@ impl ParameterTypes {
 }
 
 impl PgPools {
+    pub fn new(trap_empty_queries: bool) -> Self {
+        Self {
+            pools: Mutex::default(),
+            trap_empty_queries,
+        }
+    }
+
     /// The pool for `address`, created on first use; errors are connection-failed messages.
     fn pool_for(&self, address: &str, config: tokio_postgres::Config) -> Result<PgPool, String> {
         let mut pools = self.pools.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -310,6 +320,12 @@ impl pg::HostConnection for HostState {
             Ok(rows) => rows,
             Err(e) => return Ok(Err(query_failed(e))),
         };
+        if rows.is_empty() && self.pg_pools().trap_empty_queries {
+            return Err(wasmtime::Error::msg(format!(
+                "--empty-query-trap: this query returned no rows, and on Spin 4.0.0-4.0.2 such a \
+                 query never returns (spinframework/spin issue #3671): {statement}"
+            )));
+        }
         Ok(to_row_set(&rows).map_err(|e| PgError::QueryFailed(QueryError::Text(e))))
     }
 

@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 
 use crate::{NamedTest, TestResult, postgres};
 
-pub const TOKEN: &str = "test-api-token";
+/// At least 32 bytes: the components refuse shorter tokens as a misconfiguration.
+pub const TOKEN: &str = "e2e-api-token-of-at-least-32-bytes";
 
 pub fn tests() -> Vec<NamedTest> {
     crate::named_tests![events:
@@ -130,7 +131,7 @@ pub fn database_name(url: &str) -> Result<String> {
     Ok(path.split('?').next().unwrap_or(path).to_owned())
 }
 
-pub const NOTIFY_TOKEN: &str = "test-notify-token";
+pub const NOTIFY_TOKEN: &str = "e2e-notify-token-of-at-least-32-bytes";
 
 /// The app's variables for a test: its database, the test tokens, webhooks to loopback
 /// allowed, and a retry schedule of fractions of a second.
@@ -846,17 +847,17 @@ fn authentication() -> TestResult {
     );
     assert!(!anonymous.body.contains("secret plans"));
     for header in [
-        "Bearer wrong",
-        "Bearer test-api-token2",
-        "Basic dGVzdDp0ZXN0",
-        "test-api-token",
+        "Bearer wrong".to_owned(),
+        format!("Bearer {TOKEN}2"),
+        "Basic dGVzdDp0ZXN0".to_owned(),
+        TOKEN.to_owned(),
     ] {
         let response = HttpResponse::send(
             app.devhost
                 .request("GET", "/events/1")
-                .header("authorization", header),
+                .header("authorization", &header),
         )?;
-        assert_problem(&response, 401, &[]).with_context(|| header.to_owned())?;
+        assert_problem(&response, 401, &[]).with_context(|| header.clone())?;
         assert!(
             response
                 .header("www-authenticate")
