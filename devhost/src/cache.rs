@@ -7,7 +7,8 @@
 use std::collections::hash_map::DefaultHasher;
 use std::fs::Metadata;
 use std::hash::{Hash, Hasher};
-use std::io::{Read, Write};
+use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -121,19 +122,19 @@ fn key(engine: &Engine, wasm: &[u8]) -> String {
 
 /// The entry at `path`, `None` if there is none.
 fn load(engine: &Engine, path: &Path) -> Result<Option<Component>> {
-    let mut file = match std::fs::File::open(path) {
+    let file = match std::fs::File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    // Checked on the opened file, so that what is checked is what is read.
     check_private(&file.metadata()?)?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
-    // SAFETY: the bytes were written by `Component::serialize` of this devhost build (the key
+    // Mapped through the file just checked (not its path again), so that what was checked is
+    // what runs even if the directory were swapped meanwhile.
+    let checked = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    // SAFETY: the file was written by `Component::serialize` of this devhost build (the key
     // covers the Wasm bytes, devhost's version and the engine's compatibility hash) into a
     // directory, and a file, that only this user may write.
-    let component = unsafe { Component::deserialize(engine, &bytes) }?;
+    let component = unsafe { Component::deserialize_file(engine, &checked) }?;
     Ok(Some(component))
 }
 
