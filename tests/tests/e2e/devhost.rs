@@ -31,6 +31,7 @@ pub fn tests() -> Vec<NamedTest> {
         header_value_not_utf8_is_an_empty_500_before_any_component_runs,
         memory_is_capped_with_either_instance_allocator,
         compilation_cache_only_in_a_directory_no_one_else_may_write,
+        empty_query_trap_names_the_statement,
     ]
 }
 
@@ -603,5 +604,28 @@ fn compilation_cache_only_in_a_directory_no_one_else_may_write() -> TestResult {
     } else {
         eprintln!("not root: the cache directory of another user is checked by devhost's unit tests");
     }
+    Ok(())
+}
+
+/// `--empty-query-trap` plays Spin 4.0.0-4.0.2, where a query with no rows never returns: the
+/// instance traps, naming the statement. Off, such a query answers no columns and no rows.
+fn empty_query_trap_names_the_statement() -> TestResult {
+    const EMPTY: &str = "SELECT 1 AS one WHERE false";
+    let url = postgres().create_database()?;
+    let port = postgres().port().to_string();
+    let devhost = Devhost::start(fixture().variable("pg_port", &port))?;
+    let empty = run_sql(&devhost, &url, &[EMPTY], &[])?.remove(0);
+    assert_eq!(empty, serde_json::json!({ "columns": [], "rows": [] }));
+    drop(devhost);
+
+    let mut options = fixture().variable("pg_port", &port);
+    options.env.push(("DEVHOST_EMPTY_QUERY_TRAP".into(), "1".into()));
+    let devhost = Devhost::start(options)?;
+    let rows = run_sql(&devhost, &url, &["SELECT 1 AS one"], &[])?.remove(0);
+    assert_eq!(rows["rows"], serde_json::json!([["DbValue::Int32(1)"]]));
+    let query = [("url", url.as_str()), ("statement", EMPTY)];
+    let trapped = HttpResponse::send(devhost.request("GET", "/api/sql").query(&query))?;
+    assert_eq!((trapped.status, trapped.body.as_str()), (500, ""));
+    devhost.wait_for_output(|output| output.contains("--empty-query-trap") && output.contains(EMPTY))?;
     Ok(())
 }
