@@ -1,31 +1,10 @@
 //! devhost behaves like `spin up` for what the app uses, proven with the fixture component.
 
 use anyhow::{Context, ensure};
-use e2e::{Devhost, DevhostOptions, HttpResponse, StaticServer};
+use e2e::{Answer, Devhost, DevhostOptions, HttpResponse, StubServer, TestResult, database_name, postgres};
 use serde_json::Value;
 
-use crate::{NamedTest, TestResult, postgres};
-
 const FIXTURE: &str = "devhost/fixture/spin.toml";
-
-pub fn tests() -> Vec<NamedTest> {
-    crate::named_tests![devhost:
-        routes_and_spin_headers,
-        health_and_unrouted_paths,
-        variables_defaults_overrides_and_errors,
-        required_variable_missing_fails_start,
-        outbound_http_allowed_and_denied,
-        postgres_allowed_and_denied,
-        postgres_statements_answer_alike_every_time,
-        postgres_session_state_never_survives_a_request,
-        service_chaining,
-        trap_gives_500_and_serving_continues,
-        component_id_serves_a_subset,
-        component_output_is_forwarded,
-        start_up_errors_say_what_to_do,
-        unprovided_imports_are_named,
-    ]
-}
 
 fn fixture() -> DevhostOptions {
     DevhostOptions::new(FIXTURE).variable("secret_word", "swordfish")
@@ -37,6 +16,7 @@ fn headers_of(devhost: &Devhost, path: &str) -> anyhow::Result<Value> {
     Ok(response.json()?["headers"].clone())
 }
 
+#[e2e::test(devhost_only)]
 fn routes_and_spin_headers() -> TestResult {
     let devhost = Devhost::start(fixture())?;
     let port = devhost.base_url().rsplit(':').next().context("port")?.to_owned();
@@ -96,6 +76,7 @@ fn routes_and_spin_headers() -> TestResult {
     Ok(())
 }
 
+#[e2e::test(devhost_only)]
 fn health_and_unrouted_paths() -> TestResult {
     // Without the catch-all component, unrouted paths are 404 with an empty body, as in Spin.
     let devhost = Devhost::start(fixture().component("api").component("private"))?;
@@ -114,6 +95,7 @@ fn variable(devhost: &Devhost, name: &str) -> anyhow::Result<Value> {
     devhost.get(&format!("/api/variable?name={name}"))?.json()
 }
 
+#[e2e::test(devhost_only)]
 fn variables_defaults_overrides_and_errors() -> TestResult {
     let devhost = Devhost::start(fixture())?;
     // The component variable is a template over the application variable's default.
@@ -144,6 +126,7 @@ fn variables_defaults_overrides_and_errors() -> TestResult {
     Ok(())
 }
 
+#[e2e::test(devhost_only)]
 fn required_variable_missing_fails_start() -> TestResult {
     let message = Devhost::start_failure(DevhostOptions::new(FIXTURE))?;
     assert!(
@@ -153,8 +136,9 @@ fn required_variable_missing_fails_start() -> TestResult {
     Ok(())
 }
 
+#[e2e::test(devhost_only)]
 fn outbound_http_allowed_and_denied() -> TestResult {
-    let server = StaticServer::start(200, "hello from outside");
+    let server = StubServer::answering(Answer::Body(200, "hello from outside".to_owned()));
     let url = format!("http://127.0.0.1:{}/", server.port());
 
     // Denied: the default allow-list entry (a template) names another port.
@@ -179,6 +163,7 @@ fn outbound_http_allowed_and_denied() -> TestResult {
     Ok(())
 }
 
+#[e2e::test(devhost_only)]
 fn postgres_allowed_and_denied() -> TestResult {
     let url = postgres().create_database()?;
     let encoded = url.replace('?', "%3F").replace('=', "%3D").replace('&', "%26");
@@ -238,6 +223,7 @@ fn run_sql(devhost: &Devhost, url: &str, statements: &[&str], params: &[&str]) -
 /// devhost prepares a statement the first time, as Spin always does, and later sends it with
 /// the parameter types PostgreSQL inferred then: values, columns and every conversion error
 /// must be the same either way.
+#[e2e::test(devhost_only)]
 fn postgres_statements_answer_alike_every_time() -> TestResult {
     let url = postgres().create_database()?;
     let devhost = Devhost::start(fixture().variable("pg_port", &postgres().port().to_string()))?;
@@ -292,9 +278,10 @@ fn postgres_statements_answer_alike_every_time() -> TestResult {
 /// What a request leaves in its session (settings, temporary tables, advisory locks, an open
 /// transaction) is gone for the next request on that connection, as with Spin's pool; what the
 /// host itself keeps per connection (tokio-postgres's type look-ups) still works.
+#[e2e::test(devhost_only)]
 fn postgres_session_state_never_survives_a_request() -> TestResult {
     let url = postgres().create_database()?;
-    let database = crate::events::database_name(&url)?;
+    let database = database_name(&url)?;
     let devhost = Devhost::start(fixture().variable("pg_port", &postgres().port().to_string()))?;
     // Types PostgreSQL does not build in are looked up by a statement tokio-postgres prepares
     // once per connection: reading one in each request needs that statement to survive.
@@ -371,6 +358,7 @@ fn reused_session(devhost: &Devhost, url: &str, first: &[&str], then: &[&str]) -
     }
 }
 
+#[e2e::test(devhost_only)]
 fn service_chaining() -> TestResult {
     let devhost = Devhost::start(fixture())?;
     let chained = devhost
@@ -393,6 +381,7 @@ fn service_chaining() -> TestResult {
     Ok(())
 }
 
+#[e2e::test(devhost_only)]
 fn trap_gives_500_and_serving_continues() -> TestResult {
     let mut devhost = Devhost::start(fixture())?;
     for _ in 0..3 {
@@ -405,6 +394,7 @@ fn trap_gives_500_and_serving_continues() -> TestResult {
     Ok(())
 }
 
+#[e2e::test(devhost_only)]
 fn component_id_serves_a_subset() -> TestResult {
     let devhost = Devhost::start(fixture().component("exact"))?;
     assert_eq!(devhost.get("/api/exact")?.status, 200);
@@ -422,6 +412,7 @@ fn component_id_serves_a_subset() -> TestResult {
     Ok(())
 }
 
+#[e2e::test(devhost_only)]
 fn component_output_is_forwarded() -> TestResult {
     let devhost = Devhost::start(fixture())?;
     devhost.get("/api/print?text=xyzzy")?;
@@ -429,6 +420,7 @@ fn component_output_is_forwarded() -> TestResult {
     Ok(())
 }
 
+#[e2e::test(devhost_only)]
 fn start_up_errors_say_what_to_do() -> TestResult {
     let dir = tempfile::tempdir()?;
     let manifest = dir.path().join("spin.toml");
@@ -451,6 +443,7 @@ fn start_up_errors_say_what_to_do() -> TestResult {
     Ok(())
 }
 
+#[e2e::test(devhost_only)]
 fn unprovided_imports_are_named() -> TestResult {
     // A component importing Spin's key-value store, which devhost does not provide.
     let dir = tempfile::tempdir()?;
