@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# Offline checks of k8s/. Renders `kubectl kustomize k8s/`, k8s/ with each optional component of
-# k8s/components/ enabled, and k8s/ with its optional secretGenerator block uncommented (over a copy
-# of k8s/secrets.env.example), as README.md tells users to do; makes the Secret of the example exactly
-# as users make theirs of k8s/secrets.env; and checks them all with check_manifests.py (Kubernetes and
-# SpinKube schemas, spin.toml, sql/, and a negative self-test).
+# Offline checks of k8s/. Renders `kubectl kustomize k8s/` and k8s/ with each optional component of
+# k8s/components/ enabled; makes the Secrets of k8s/secrets.env.example with k8s/create-secrets.sh
+# exactly as users make theirs of k8s/secrets.env; and checks them all with check_manifests.py
+# (Kubernetes and SpinKube schemas, spin.toml, sql/, openapi.yaml, Pod Security, NetworkPolicy
+# reachability, checkov with tests/k8s/checkov.yaml, and a negative self-test).
 #
 #   bash tests/k8s/check.sh          # last line: `N passed, M failed`; exit 1 on any failure
 #
 # Needs kubectl (for its kustomize) and python3; installs the pinned Python packages of
-# tests/k8s/requirements.txt into target/k8s-venv on first use (or when they change). The SpinKube
-# CRDs are read from ../shared/k8s-crds beside the repository (or $K8S_CRDS).
+# tests/k8s/requirements.txt (checkov among them) into target/k8s-venv on first use, or when they
+# change. The SpinKube CRDs are read from ../shared/k8s-crds beside the repository (or $K8S_CRDS).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -26,6 +26,7 @@ venv=$repo/target/k8s-venv
 stamp=$venv/.requirements
 if ! cmp -s "$here/requirements.txt" "$stamp" 2>/dev/null; then
     rm -rf "$venv"
+    echo "installing tests/k8s/requirements.txt into $venv (checkov: a minute or two)" >&2
     if ! { python3 -m venv "$venv" &&
            "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"; } >&2; then
         rm -rf "$venv"
@@ -49,14 +50,15 @@ render() { # render NAME DIR
 # 1. What `kubectl apply -k k8s/` applies.
 render k8s "$repo/k8s"
 
-# 2. k8s/ with each optional component enabled, in a copy of k8s/ and sql/ (k8s/ includes ../sql).
+# 2. k8s/ with each optional component enabled in k8s/spin/ (the SpinApps' namespace), in a copy of
+#    k8s/ and sql/ (k8s/restricted/ includes ../../sql).
 for component in "$repo"/k8s/components/*/; do
     [ -f "$component/kustomization.yaml" ] || continue
     name=$(basename "$component")
     copy=$work/tree-$name
     mkdir -p "$copy"
     cp -r "$repo/k8s" "$repo/sql" "$copy/"
-    if ! "$venv/bin/python" - "$copy/k8s/kustomization.yaml" "components/$name" 2>"$work/k8s+$name.err" <<'PY'
+    if ! "$venv/bin/python" - "$copy/k8s/spin/kustomization.yaml" "../components/$name" 2>"$work/k8s+$name.err" <<'PY'
 import sys, yaml
 path, component = sys.argv[1], sys.argv[2]
 doc = yaml.safe_load(open(path))
@@ -70,24 +72,9 @@ PY
     render "k8s+$name" "$copy/k8s"
 done
 
-# 3. k8s/ with its optional secretGenerator block uncommented, over a copy of the example.
-copy=$work/tree-secret-generator
-mkdir -p "$copy"
-cp -r "$repo/k8s" "$repo/sql" "$copy/"
-cp "$repo/k8s/secrets.env.example" "$copy/k8s/secrets.env"
-if sed -i '/^# BEGIN secretGenerator/,/^# END secretGenerator/{/^# [A-Z]* secretGenerator/d;s/^# //}' \
-        "$copy/k8s/kustomization.yaml" && grep -q '^secretGenerator:' "$copy/k8s/kustomization.yaml"; then
-    render "k8s+secret-generator" "$copy/k8s"
-else
-    echo "no '# BEGIN secretGenerator' block in k8s/kustomization.yaml" >"$work/k8s+secret-generator.err"
-    failures+=(--render-failure "k8s+secret-generator=$work/k8s+secret-generator.err")
-fi
-
-# 4. The Secret, made as README.md says, of the committed example.
-namespace=$(sed -n 's/^namespace: *//p' "$repo/k8s/kustomization.yaml")
-kubectl create secret generic event-management-secrets --namespace "$namespace" \
-    --from-env-file="$repo/k8s/secrets.env.example" --dry-run=client -o yaml >"$work/secret.yaml" \
-    || fail "kubectl create secret --from-env-file=k8s/secrets.env.example failed"
+# 3. The Secrets, made as README.md says, of the committed example.
+bash "$repo/k8s/create-secrets.sh" --print "$repo/k8s/secrets.env.example" >"$work/secrets.yaml" \
+    || fail "k8s/create-secrets.sh --print k8s/secrets.env.example failed"
 
 # k8s/ first: the self-test breaks copies of the first render.
 renders=()
@@ -95,5 +82,5 @@ for f in "$work/out/k8s.yaml" "$work"/out/*.yaml; do
     if [ -f "$f" ] && [[ " ${renders[*]-} " != *" $f "* ]]; then renders+=("$f"); fi
 done
 
-"$venv/bin/python" "$here/check_manifests.py" --repo "$repo" --crds "$crds" --secret "$work/secret.yaml" \
-    --generated-secret k8s+secret-generator "${failures[@]}" "${renders[@]}"
+"$venv/bin/python" "$here/check_manifests.py" --repo "$repo" --crds "$crds" --secrets "$work/secrets.yaml" \
+    --checkov "$venv/bin/checkov" "${failures[@]}" "${renders[@]}"

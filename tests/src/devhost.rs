@@ -1,19 +1,23 @@
-//! devhost processes serving the compiled components, and an HTTP client for them.
+//! The app's server processes (devhost, or the runtime `E2E_RUNTIME` names: see
+//! `runtime.rs`), and an HTTP client for them.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+
+use crate::runtime::Runtime;
 
 pub struct DevhostOptions {
     /// The manifest, relative to the workspace root.
     pub manifest: PathBuf,
     /// `SPIN_VARIABLE_*` and other environment for the process.
     pub env: Vec<(String, String)>,
-    /// `--component-id` values (all components when empty).
+    /// `-c` (`--component-id`) values (all components when empty).
     pub component_ids: Vec<String>,
     /// The address to listen on; a free port when `None`.
     pub listen: Option<String>,
@@ -36,6 +40,12 @@ impl DevhostOptions {
         self
     }
 
+    /// Sets an environment variable of the process.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
     pub fn component(mut self, id: &str) -> Self {
         self.component_ids.push(id.to_owned());
         self
@@ -54,65 +64,84 @@ pub struct Devhost {
     client: reqwest::blocking::Client,
 }
 
-/// The devhost binary: `$DEVHOST_BIN`, else the release build in the workspace's target dir.
-pub fn devhost_binary() -> Result<PathBuf> {
-    let path = std::env::var_os("DEVHOST_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::workspace_root().join("target/release/devhost"));
-    if !path.is_file() {
-        bail!(
-            "{} is missing: build it with `cargo build --release -p devhost` (scripts/test does)",
-            path.display()
-        );
-    }
-    Ok(path)
-}
+/// How long a runtime may take to serve (a first start compiles the components).
+const START_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl Devhost {
-    /// Starts devhost on a free port and waits until it serves.
+    /// Starts the app on devhost (or the runtime `E2E_RUNTIME` names) and waits until it
+    /// serves: until it prints `Serving http://...` on stdout, as devhost and Spin do, or, when
+    /// its port is known beforehand, until `/.well-known/spin/health` answers.
     pub fn start(options: DevhostOptions) -> Result<Self> {
+        let runtime = Runtime::current();
         let root = crate::workspace_root();
-        let mut command = Command::new(devhost_binary()?);
+        let listen = match (options.listen, runtime) {
+            (Some(address), _) => address,
+            (None, Runtime::Devhost) => "127.0.0.1:0".to_owned(),
+            (None, Runtime::Named(_)) => format!("127.0.0.1:{}", crate::free_port()),
+        };
+        let mut command = runtime.command()?;
         command
             .current_dir(&root)
             .arg("--from")
             .arg(root.join(&options.manifest))
             .arg("--listen")
-            .arg(options.listen.as_deref().unwrap_or("127.0.0.1:0"))
+            .arg(&listen)
             .env("DEVHOST_CACHE_DIR", root.join("target/devhost-cache"))
             .envs(options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for id in &options.component_ids {
-            command.args(["--component-id", id]);
+            command.args(["-c", id]);
         }
         crate::die_with_parent(&mut command, libc::SIGKILL);
-        let mut child = command.spawn().context("starting devhost")?;
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("starting {}", runtime.name()))?;
         let output = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().context("devhost stderr")?;
-        drain(stderr, output.clone());
-        let mut stdout = BufReader::new(child.stdout.take().context("devhost stdout")?);
-        let mut base_url = None;
-        let mut line = String::new();
-        while base_url.is_none() && stdout.read_line(&mut line)? > 0 {
-            if let Some(url) = line.trim().strip_prefix("Serving ") {
-                base_url = Some(url.to_owned());
-            }
-            line.clear();
-        }
-        drain(stdout, output.clone());
-        let Some(base_url) = base_url else {
-            let status = child.wait()?;
-            std::thread::sleep(Duration::from_millis(50));
-            bail!(
-                "devhost exited ({status}) before serving:\n{}",
-                output.lock().map(|o| o.clone()).unwrap_or_default()
-            );
-        };
+        let serving = Arc::new(Mutex::new(None));
+        let stderr = child.stderr.take().context("stderr")?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let readers = [
+            drain(stderr, output.clone(), None),
+            drain(stdout, output.clone(), Some(serving.clone())),
+        ];
         let client = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()?;
+        // With port 0 (devhost's "pick one"), only the line it prints says which port it got.
+        let known_base_url = (!listen.ends_with(":0")).then(|| format!("http://{listen}"));
+        let deadline = std::time::Instant::now() + START_TIMEOUT;
+        let base_url = loop {
+            if let Some(url) = lock(&serving).clone() {
+                break url;
+            }
+            if let Some(base_url) = &known_base_url
+                && is_healthy(&client, base_url)
+            {
+                break base_url.clone();
+            }
+            if let Some(status) = child.try_wait()? {
+                for reader in readers {
+                    let _ = reader.join();
+                }
+                bail!(
+                    "{} exited ({status}) before serving:\n{}",
+                    runtime.name(),
+                    lock(&output)
+                );
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "{} did not serve within {START_TIMEOUT:?}:\n{}",
+                    runtime.name(),
+                    lock(&output)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
         Ok(Self {
             child,
             base_url,
@@ -135,7 +164,7 @@ impl Devhost {
 
     /// Everything devhost printed so far (component output included).
     pub fn output(&self) -> String {
-        self.output.lock().map(|o| o.clone()).unwrap_or_default()
+        lock(&self.output).clone()
     }
 
     /// devhost's output once `found` holds for it. Output is read from pipes by other threads,
@@ -180,15 +209,38 @@ impl Drop for Devhost {
     }
 }
 
-fn drain(stream: impl Read + Send + 'static, into: Arc<Mutex<String>>) {
+/// Copies a pipe's lines into `into`; with `serving`, the URL of a `Serving http://...` line
+/// goes there too.
+fn drain(
+    stream: impl Read + Send + 'static,
+    into: Arc<Mutex<String>>,
+    serving: Option<Arc<Mutex<Option<String>>>>,
+) -> JoinHandle<()> {
     std::thread::spawn(move || {
         for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            if let Ok(mut output) = into.lock() {
-                output.push_str(&line);
-                output.push('\n');
+            if let Some(serving) = &serving
+                && let Some(url) = line.trim().strip_prefix("Serving ")
+            {
+                lock(serving).get_or_insert_with(|| url.to_owned());
             }
+            let mut output = lock(&into);
+            output.push_str(&line);
+            output.push('\n');
         }
-    });
+    })
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Whether the Spin HTTP trigger's own health route answers `200`.
+fn is_healthy(client: &reqwest::blocking::Client, base_url: &str) -> bool {
+    client
+        .get(format!("{base_url}/.well-known/spin/health"))
+        .timeout(Duration::from_secs(1))
+        .send()
+        .is_ok_and(|response| response.status().is_success())
 }
 
 /// A response read whole.

@@ -1,14 +1,29 @@
 //! The end-to-end harness: a throwaway PostgreSQL (own data directory, free port, unprivileged
-//! user when run as root), a fresh database per test from a migrated template, and devhost
-//! processes serving the compiled components. Everything is stopped and removed on drop.
+//! user when run as root), a fresh database per test from a migrated template, the app served
+//! by devhost (or the runtime `E2E_RUNTIME` names), an HTTP stub server for what the app calls
+//! out to, and the suite's runner: tests declared with `#[e2e::test]`, run by libtest-mimic.
+//! Everything is stopped and removed on drop.
 
+mod app;
 mod devhost;
 mod postgres;
-mod webhooks;
+mod runtime;
+mod stub;
+mod suite;
 
+pub use app::{App, NOTIFY_TOKEN, TOKEN, app_options, assert_problem, database_name};
 pub use devhost::{Devhost, DevhostOptions, HttpResponse};
 pub use postgres::Postgres;
-pub use webhooks::{Answer, Received, WebhookReceiver};
+pub use runtime::{Runtime, devhost_binary};
+pub use stub::{Answer, Framing, Received, StubServer, WebhookReceiver};
+pub use suite::{Test, TestResult, postgres, registered, run};
+
+/// `#[e2e::test]` declares a test and registers it; `#[e2e::test(devhost_only)]` one that is
+/// skipped when the app runs on another runtime. See the `e2e-macros` crate.
+pub use e2e_macros::test;
+/// For `#[e2e::test]`'s expansion.
+#[doc(hidden)]
+pub use inventory;
 
 use std::path::PathBuf;
 
@@ -40,56 +55,5 @@ fn die_with_parent(command: &mut std::process::Command, signal: libc::c_int) {
             }
             Ok(())
         });
-    }
-}
-
-/// A plain HTTP server on loopback that answers every request with `status` and `body`, for
-/// outbound-request tests; it stops when dropped.
-pub struct StaticServer {
-    port: u16,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl StaticServer {
-    pub fn start(status: u16, body: &'static str) -> Self {
-        use std::io::{Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
-        let port = listener.local_addr().expect("local address").port();
-        listener.set_nonblocking(true).expect("non-blocking listener");
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stopped = stop.clone();
-        std::thread::spawn(move || {
-            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
-                let Ok((mut stream, _)) = listener.accept() else {
-                    std::thread::sleep(std::time::Duration::from_millis(5));
-                    continue;
-                };
-                let _ = stream.set_nonblocking(false);
-                let mut request = Vec::new();
-                let mut buffer = [0u8; 4096];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buffer) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => request.extend_from_slice(&buffer[..n]),
-                    }
-                }
-                let response = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.write_all(response.as_bytes());
-            }
-        });
-        Self { port, stop }
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-}
-
-impl Drop for StaticServer {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -7,23 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, Result, bail, ensure};
-use e2e::HttpResponse;
+use e2e::{App, HttpResponse, NOTIFY_TOKEN, TOKEN, TestResult, assert_problem};
 use serde_json::{Value, json};
-
-use crate::events::{App, NOTIFY_TOKEN, TOKEN, assert_problem};
-use crate::{NamedTest, TestResult};
-
-pub fn tests() -> Vec<NamedTest> {
-    crate::named_tests![contract:
-        spec_is_served_without_a_token,
-        spec_is_well_formed,
-        spec_paths_are_the_routes_served,
-        spec_methods_are_the_methods_served,
-        regression_nul_in_list_query_is_a_400,
-        regression_nul_in_event_text_is_a_400,
-        regression_options_on_a_deleted_event_is_a_404,
-    ]
-}
 
 const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
@@ -74,6 +59,7 @@ fn send(app: &App, method: &str, path: &str) -> Result<HttpResponse> {
     HttpResponse::send(request)
 }
 
+#[e2e::test]
 fn spec_is_served_without_a_token() -> TestResult {
     let app = App::start()?;
     let served = HttpResponse::send(app.devhost.request("GET", "/openapi.yaml"))?;
@@ -112,6 +98,7 @@ fn spec_is_served_without_a_token() -> TestResult {
 /// Every `$ref` resolves, operation ids are unique, every operation answers something and
 /// declares its path parameters, and every schema compiles as JSON Schema... as far as a
 /// structural check goes: the deep checks are schemathesis's.
+#[e2e::test]
 fn spec_is_well_formed() -> TestResult {
     let spec = spec()?;
     ensure!(
@@ -283,6 +270,7 @@ fn route_serves(route: &str, path: &str) -> bool {
     }
 }
 
+#[e2e::test]
 fn spec_paths_are_the_routes_served() -> TestResult {
     let spec = spec()?;
     let in_spec: BTreeSet<String> = spec_operations(&spec)?.into_keys().collect();
@@ -345,6 +333,7 @@ fn unrouted(response: &HttpResponse) -> bool {
         && (response.body.is_empty() || response.body.contains("is not a resource of this API"))
 }
 
+#[e2e::test]
 fn spec_methods_are_the_methods_served() -> TestResult {
     let spec = spec()?;
     let app = App::start()?;
@@ -405,6 +394,7 @@ fn spec_methods_are_the_methods_served() -> TestResult {
 
 /// schemathesis (stateful phase): `GET /events?q=` with a NUL character was a 503, PostgreSQL
 /// refusing U+0000 in text. Now a 400 naming `q`, and the API keeps serving.
+#[e2e::test]
 fn regression_nul_in_list_query_is_a_400() -> TestResult {
     let app = App::start()?;
     app.create("a b", "2024-11-15")?;
@@ -422,6 +412,7 @@ fn regression_nul_in_list_query_is_a_400() -> TestResult {
 
 /// The same class of failure in the body: a title or description with U+0000 was a 503 on
 /// POST, PUT and PATCH. Now a 400 naming the field; nothing is written.
+#[e2e::test]
 fn regression_nul_in_event_text_is_a_400() -> TestResult {
     let app = App::start()?;
     let json_type = [("content-type", "application/json")];
@@ -471,6 +462,7 @@ fn regression_nul_in_event_text_is_a_400() -> TestResult {
 /// schemathesis (stateful phase, use_after_free): `OPTIONS /events/{id}` answered 204 with
 /// `Allow` for an event just deleted (it never looked the event up). Now 404 like every other
 /// method on a missing event; 204 while it exists.
+#[e2e::test]
 fn regression_options_on_a_deleted_event_is_a_404() -> TestResult {
     let app = App::start()?;
     let id = app.create("t", "2024-11-15")?["id"].clone();

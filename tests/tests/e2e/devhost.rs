@@ -5,35 +5,10 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::{Context, ensure};
-use e2e::{Devhost, DevhostOptions, HttpResponse, StaticServer};
+use e2e::{Answer, Devhost, DevhostOptions, HttpResponse, StubServer, TestResult, database_name, postgres};
 use serde_json::Value;
 
-use crate::{NamedTest, TestResult, postgres};
-
 const FIXTURE: &str = "devhost/fixture/spin.toml";
-
-pub fn tests() -> Vec<NamedTest> {
-    crate::named_tests![devhost:
-        routes_and_spin_headers,
-        health_and_unrouted_paths,
-        variables_defaults_overrides_and_errors,
-        required_variable_missing_fails_start,
-        outbound_http_allowed_and_denied,
-        postgres_allowed_and_denied,
-        postgres_statements_answer_alike_every_time,
-        postgres_session_state_never_survives_a_request,
-        service_chaining,
-        trap_gives_500_and_serving_continues,
-        component_id_serves_a_subset,
-        component_output_is_forwarded,
-        start_up_errors_say_what_to_do,
-        unprovided_imports_are_named,
-        header_value_not_utf8_is_an_empty_500_before_any_component_runs,
-        memory_is_capped_with_either_instance_allocator,
-        compilation_cache_only_in_a_directory_no_one_else_may_write,
-        empty_query_trap_names_the_statement,
-    ]
-}
 
 fn fixture() -> DevhostOptions {
     DevhostOptions::new(FIXTURE).variable("secret_word", "swordfish")
@@ -45,6 +20,7 @@ fn headers_of(devhost: &Devhost, path: &str) -> anyhow::Result<Value> {
     Ok(response.json()?["headers"].clone())
 }
 
+#[e2e::test(devhost_only)]
 fn routes_and_spin_headers() -> TestResult {
     let devhost = Devhost::start(fixture())?;
     let port = devhost.base_url().rsplit(':').next().context("port")?.to_owned();
@@ -104,6 +80,7 @@ fn routes_and_spin_headers() -> TestResult {
     Ok(())
 }
 
+#[e2e::test(devhost_only)]
 fn health_and_unrouted_paths() -> TestResult {
     // Without the catch-all component, unrouted paths are 404 with an empty body, as in Spin.
     let devhost = Devhost::start(fixture().component("api").component("private"))?;
@@ -122,6 +99,7 @@ fn variable(devhost: &Devhost, name: &str) -> anyhow::Result<Value> {
     devhost.get(&format!("/api/variable?name={name}"))?.json()
 }
 
+#[e2e::test(devhost_only)]
 fn variables_defaults_overrides_and_errors() -> TestResult {
     let devhost = Devhost::start(fixture())?;
     // The component variable is a template over the application variable's default.
@@ -152,6 +130,7 @@ fn variables_defaults_overrides_and_errors() -> TestResult {
     Ok(())
 }
 
+#[e2e::test(devhost_only)]
 fn required_variable_missing_fails_start() -> TestResult {
     let message = Devhost::start_failure(DevhostOptions::new(FIXTURE))?;
     assert!(
@@ -161,8 +140,9 @@ fn required_variable_missing_fails_start() -> TestResult {
     Ok(())
 }
 
+#[e2e::test(devhost_only)]
 fn outbound_http_allowed_and_denied() -> TestResult {
-    let server = StaticServer::start(200, "hello from outside");
+    let server = StubServer::answering(Answer::Body(200, "hello from outside".to_owned()));
     let url = format!("http://127.0.0.1:{}/", server.port());
 
     // Denied: the default allow-list entry (a template) names another port.
@@ -187,6 +167,7 @@ fn outbound_http_allowed_and_denied() -> TestResult {
     Ok(())
 }
 
+#[e2e::test(devhost_only)]
 fn postgres_allowed_and_denied() -> TestResult {
     let url = postgres().create_database()?;
     let encoded = url.replace('?', "%3F").replace('=', "%3D").replace('&', "%26");
@@ -246,6 +227,7 @@ fn run_sql(devhost: &Devhost, url: &str, statements: &[&str], params: &[&str]) -
 /// devhost prepares a statement the first time, as Spin always does, and later sends it with
 /// the parameter types PostgreSQL inferred then: values, columns and every conversion error
 /// must be the same either way.
+#[e2e::test(devhost_only)]
 fn postgres_statements_answer_alike_every_time() -> TestResult {
     let url = postgres().create_database()?;
     let devhost = Devhost::start(fixture().variable("pg_port", &postgres().port().to_string()))?;
@@ -300,9 +282,10 @@ fn postgres_statements_answer_alike_every_time() -> TestResult {
 /// What a request leaves in its session (settings, temporary tables, advisory locks, an open
 /// transaction) is gone for the next request on that connection, as with Spin's pool; what the
 /// host itself keeps per connection (tokio-postgres's type look-ups) still works.
+#[e2e::test(devhost_only)]
 fn postgres_session_state_never_survives_a_request() -> TestResult {
     let url = postgres().create_database()?;
-    let database = crate::events::database_name(&url)?;
+    let database = database_name(&url)?;
     let devhost = Devhost::start(fixture().variable("pg_port", &postgres().port().to_string()))?;
     // Types PostgreSQL does not build in are looked up by a statement tokio-postgres prepares
     // once per connection: reading one in each request needs that statement to survive.
@@ -379,6 +362,7 @@ fn reused_session(devhost: &Devhost, url: &str, first: &[&str], then: &[&str]) -
     }
 }
 
+#[e2e::test(devhost_only)]
 fn service_chaining() -> TestResult {
     let devhost = Devhost::start(fixture())?;
     let chained = devhost
@@ -401,6 +385,7 @@ fn service_chaining() -> TestResult {
     Ok(())
 }
 
+#[e2e::test(devhost_only)]
 fn trap_gives_500_and_serving_continues() -> TestResult {
     let mut devhost = Devhost::start(fixture())?;
     for _ in 0..3 {
@@ -413,6 +398,7 @@ fn trap_gives_500_and_serving_continues() -> TestResult {
     Ok(())
 }
 
+#[e2e::test(devhost_only)]
 fn component_id_serves_a_subset() -> TestResult {
     let devhost = Devhost::start(fixture().component("exact"))?;
     assert_eq!(devhost.get("/api/exact")?.status, 200);
@@ -430,6 +416,7 @@ fn component_id_serves_a_subset() -> TestResult {
     Ok(())
 }
 
+#[e2e::test(devhost_only)]
 fn component_output_is_forwarded() -> TestResult {
     let devhost = Devhost::start(fixture())?;
     devhost.get("/api/print?text=xyzzy")?;
@@ -437,6 +424,7 @@ fn component_output_is_forwarded() -> TestResult {
     Ok(())
 }
 
+#[e2e::test(devhost_only)]
 fn start_up_errors_say_what_to_do() -> TestResult {
     let dir = tempfile::tempdir()?;
     let manifest = dir.path().join("spin.toml");
@@ -459,6 +447,7 @@ fn start_up_errors_say_what_to_do() -> TestResult {
     Ok(())
 }
 
+#[e2e::test(devhost_only)]
 fn unprovided_imports_are_named() -> TestResult {
     // A component importing Spin's key-value store, which devhost does not provide.
     let dir = tempfile::tempdir()?;
@@ -503,6 +492,7 @@ fn raw_request(devhost: &Devhost, request: &[u8]) -> anyhow::Result<(u16, Vec<u8
 
 /// Spin 3.6.3 refuses a request with a header value that is not UTF-8 with an empty 500 before
 /// any component runs (`prepare_request_headers`); Spin's own routes are answered before that.
+#[e2e::test(devhost_only)]
 fn header_value_not_utf8_is_an_empty_500_before_any_component_runs() -> TestResult {
     let devhost = Devhost::start(fixture().component("api").component("private"))?;
     let request = |path: &str, key: &[u8]| {
@@ -534,13 +524,10 @@ fn header_value_not_utf8_is_an_empty_500_before_any_component_runs() -> TestResu
 
 /// A guest may grow a memory to 256 MiB, whether instances come from the pooling allocator's
 /// slots or are allocated on demand; past that its allocation fails and it traps.
+#[e2e::test(devhost_only)]
 fn memory_is_capped_with_either_instance_allocator() -> TestResult {
     for allocator in ["pooling", "on-demand"] {
-        let mut options = fixture();
-        options
-            .env
-            .push(("DEVHOST_INSTANCE_ALLOCATOR".into(), allocator.into()));
-        let mut devhost = Devhost::start(options)?;
+        let mut devhost = Devhost::start(fixture().env("DEVHOST_INSTANCE_ALLOCATOR", allocator))?;
         let below = devhost.get("/api/grow?mib=64")?;
         assert_eq!(below.status, 200, "{allocator}: {}", below.body);
         assert_eq!(below.json()?["grown_mib"], 64, "{allocator}");
@@ -562,16 +549,17 @@ fn cache_entries(dir: &Path) -> anyhow::Result<usize> {
 
 /// Loading a cached component runs its machine code: devhost uses a cache directory only if
 /// it belongs to devhost's user and no one else may write to it.
+#[e2e::test(devhost_only)]
 fn compilation_cache_only_in_a_directory_no_one_else_may_write() -> TestResult {
     let base = tempfile::tempdir()?;
     let cache = base.path().join("cache");
     std::fs::create_dir(&cache)?;
     let start = || {
-        let mut options = fixture().component("exact");
-        options
-            .env
-            .push(("DEVHOST_CACHE_DIR".into(), cache.display().to_string()));
-        Devhost::start(options)
+        Devhost::start(
+            fixture()
+                .component("exact")
+                .env("DEVHOST_CACHE_DIR", &cache.display().to_string()),
+        )
     };
     let refused = |devhost: &Devhost, reason: &str| -> TestResult {
         assert_eq!(devhost.get("/api/exact")?.status, 200);
@@ -609,18 +597,23 @@ fn compilation_cache_only_in_a_directory_no_one_else_may_write() -> TestResult {
 
 /// `--empty-query-trap` plays Spin 4.0.0-4.0.2, where a query with no rows never returns: the
 /// instance traps, naming the statement. Off, such a query answers no columns and no rows.
+#[e2e::test(devhost_only)]
 fn empty_query_trap_names_the_statement() -> TestResult {
     const EMPTY: &str = "SELECT 1 AS one WHERE false";
     let url = postgres().create_database()?;
     let port = postgres().port().to_string();
-    let devhost = Devhost::start(fixture().variable("pg_port", &port))?;
+    let off = fixture()
+        .variable("pg_port", &port)
+        .env("DEVHOST_EMPTY_QUERY_TRAP", "0");
+    let devhost = Devhost::start(off)?;
     let empty = run_sql(&devhost, &url, &[EMPTY], &[])?.remove(0);
     assert_eq!(empty, serde_json::json!({ "columns": [], "rows": [] }));
     drop(devhost);
 
-    let mut options = fixture().variable("pg_port", &port);
-    options.env.push(("DEVHOST_EMPTY_QUERY_TRAP".into(), "1".into()));
-    let devhost = Devhost::start(options)?;
+    let on = fixture()
+        .variable("pg_port", &port)
+        .env("DEVHOST_EMPTY_QUERY_TRAP", "1");
+    let devhost = Devhost::start(on)?;
     let rows = run_sql(&devhost, &url, &["SELECT 1 AS one"], &[])?.remove(0);
     assert_eq!(rows["rows"], serde_json::json!([["DbValue::Int32(1)"]]));
     let query = [("url", url.as_str()), ("statement", EMPTY)];

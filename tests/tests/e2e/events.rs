@@ -4,188 +4,10 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use anyhow::{Context, Result, ensure};
-use e2e::{Devhost, DevhostOptions, HttpResponse, Postgres};
+use e2e::{App, HttpResponse, Postgres, TOKEN, TestResult, assert_problem};
 use serde_json::{Value, json};
 
-use crate::{NamedTest, TestResult, postgres};
-
-/// At least 32 bytes: the components refuse shorter tokens as a misconfiguration.
-pub const TOKEN: &str = "e2e-api-token-of-at-least-32-bytes";
-
-pub fn tests() -> Vec<NamedTest> {
-    crate::named_tests![events:
-        create_read_update_delete,
-        patch_merges_with_either_json_type,
-        every_validation_rule_is_a_400_naming_the_field,
-        request_shape_errors,
-        ids_methods_and_query_parameters,
-        conditional_requests,
-        concurrent_writers_with_one_etag_one_wins,
-        idempotent_create_sequential,
-        idempotent_create_concurrent,
-        pagination_walk_while_inserting,
-        filters,
-        authentication,
-        database_down_and_back,
-    ]
-}
-
-/// event-fn (and notify-fn) on devhost with a fresh database.
-pub struct App {
-    pub devhost: Devhost,
-    pub database: String,
-}
-
-impl App {
-    pub fn start() -> Result<Self> {
-        Self::start_on(postgres())
-    }
-
-    pub fn start_on(postgres: &Postgres) -> Result<Self> {
-        Self::start_with(postgres, |options| options)
-    }
-
-    /// Starts the app on a new database with `adjust` applied to the default options.
-    pub fn start_with(
-        postgres: &Postgres,
-        adjust: impl FnOnce(DevhostOptions) -> DevhostOptions,
-    ) -> Result<Self> {
-        let url = postgres.create_database()?;
-        let database = database_name(&url)?;
-        let devhost = Devhost::start(adjust(app_options(&url, postgres.port())))?;
-        Ok(Self { devhost, database })
-    }
-
-    /// Asks notify-fn to deliver what is due (it answers at once and works on).
-    pub fn dispatch(&self) -> Result<()> {
-        let request = self
-            .devhost
-            .request("POST", "/notifications/dispatch")
-            .header("authorization", format!("Bearer {NOTIFY_TOKEN}"));
-        let response = HttpResponse::send(request)?;
-        ensure!(
-            response.status == 202,
-            "dispatch: {} {}",
-            response.status,
-            response.body
-        );
-        Ok(())
-    }
-
-    pub fn send(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Option<&str>,
-    ) -> Result<HttpResponse> {
-        let mut request = self
-            .devhost
-            .request(method, path)
-            .header("authorization", format!("Bearer {TOKEN}"));
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        if let Some(body) = body {
-            request = request.body(body.to_owned());
-        }
-        HttpResponse::send(request)
-    }
-
-    pub fn get(&self, path: &str) -> Result<HttpResponse> {
-        self.send("GET", path, &[], None)
-    }
-
-    pub fn post(&self, body: &Value) -> Result<HttpResponse> {
-        self.send(
-            "POST",
-            "/events",
-            &[("content-type", "application/json")],
-            Some(&body.to_string()),
-        )
-    }
-
-    pub fn create(&self, title: &str, date: &str) -> Result<Value> {
-        let response = self.post(&json!({ "title": title, "date": date }))?;
-        ensure!(
-            response.status == 201,
-            "create: {} {}",
-            response.status,
-            response.body
-        );
-        response.json()
-    }
-
-    pub fn sql(&self, statement: &str) -> Result<String> {
-        postgres().psql(&self.database, statement)
-    }
-
-    pub fn count(&self, table: &str) -> Result<i64> {
-        Ok(self.sql(&format!("SELECT count(*) FROM {table}"))?.parse()?)
-    }
-}
-
-/// The database a connection URL names.
-pub fn database_name(url: &str) -> Result<String> {
-    let path = url.rsplit('/').next().context("a URL with a database")?;
-    Ok(path.split('?').next().unwrap_or(path).to_owned())
-}
-
-pub const NOTIFY_TOKEN: &str = "e2e-notify-token-of-at-least-32-bytes";
-
-/// The app's variables for a test: its database, the test tokens, webhooks to loopback
-/// allowed, and a retry schedule of fractions of a second.
-pub fn app_options(db_url: &str, db_port: u16) -> DevhostOptions {
-    DevhostOptions::new("spin.toml")
-        .variable("db_url", db_url)
-        .variable("db_port", &db_port.to_string())
-        .variable("api_token", TOKEN)
-        .variable("notify_token", NOTIFY_TOKEN)
-        .variable("allow_private_webhooks", "true")
-        .variable("delivery_schedule", "150ms,150ms")
-        .variable("delivery_timeout_ms", "1000")
-}
-
-/// Asserts an RFC 9457 problem with `status` whose `errors` name exactly `fields`.
-pub fn assert_problem(response: &HttpResponse, status: u16, fields: &[&str]) -> Result<Value> {
-    ensure!(
-        response.status == status,
-        "expected {status}, got {} {}",
-        response.status,
-        response.body
-    );
-    ensure!(
-        response.header("content-type") == Some("application/problem+json"),
-        "content type {:?}",
-        response.header("content-type")
-    );
-    let problem = response.json()?;
-    for member in ["type", "title", "status", "detail"] {
-        ensure!(
-            problem.get(member).is_some(),
-            "problem without {member}: {problem}"
-        );
-    }
-    ensure!(problem["status"] == status, "{problem}");
-    let mut named: Vec<String> = problem["errors"]
-        .as_array()
-        .map(|errors| {
-            errors
-                .iter()
-                .filter_map(|e| e["field"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    named.sort();
-    let mut expected: Vec<String> = fields.iter().map(|f| f.to_string()).collect();
-    expected.sort();
-    ensure!(
-        named == expected,
-        "fields {named:?}, expected {expected:?}: {problem}"
-    );
-    Ok(problem)
-}
-
+#[e2e::test]
 fn create_read_update_delete() -> TestResult {
     let app = App::start()?;
     let created = app.post(
@@ -243,6 +65,7 @@ fn create_read_update_delete() -> TestResult {
     Ok(())
 }
 
+#[e2e::test]
 fn patch_merges_with_either_json_type() -> TestResult {
     let app = App::start()?;
     let event = app
@@ -319,6 +142,7 @@ fn patch_merges_with_either_json_type() -> TestResult {
     Ok(())
 }
 
+#[e2e::test]
 fn every_validation_rule_is_a_400_naming_the_field() -> TestResult {
     let app = App::start()?;
     let cases: Vec<(Value, &[&str])> = vec![
@@ -378,6 +202,7 @@ fn every_validation_rule_is_a_400_naming_the_field() -> TestResult {
     Ok(())
 }
 
+#[e2e::test]
 fn request_shape_errors() -> TestResult {
     let app = App::start()?;
     let json_type = [("content-type", "application/json")];
@@ -439,6 +264,7 @@ fn request_shape_errors() -> TestResult {
     Ok(())
 }
 
+#[e2e::test]
 fn ids_methods_and_query_parameters() -> TestResult {
     let app = App::start()?;
     for path in [
@@ -483,6 +309,7 @@ fn ids_methods_and_query_parameters() -> TestResult {
     Ok(())
 }
 
+#[e2e::test]
 fn conditional_requests() -> TestResult {
     let app = App::start()?;
     let created = app.post(&json!({"title": "t", "date": "2024-11-15"}))?;
@@ -556,6 +383,7 @@ fn conditional_requests() -> TestResult {
     Ok(())
 }
 
+#[e2e::test]
 fn concurrent_writers_with_one_etag_one_wins() -> TestResult {
     let app = App::start()?;
     let created = app.post(&json!({"title": "t", "date": "2024-11-15"}))?;
@@ -590,6 +418,7 @@ fn concurrent_writers_with_one_etag_one_wins() -> TestResult {
     Ok(())
 }
 
+#[e2e::test]
 fn idempotent_create_sequential() -> TestResult {
     let app = App::start()?;
     let body = r#"{"title": "Once", "date": "2024-11-15"}"#;
@@ -671,6 +500,7 @@ fn idempotent_create_sequential() -> TestResult {
     Ok(())
 }
 
+#[e2e::test]
 fn idempotent_create_concurrent() -> TestResult {
     let app = App::start()?;
     let responses: Vec<(u16, String)> = std::thread::scope(|scope| {
@@ -707,6 +537,7 @@ fn idempotent_create_concurrent() -> TestResult {
     Ok(())
 }
 
+#[e2e::test]
 fn pagination_walk_while_inserting() -> TestResult {
     let app = App::start()?;
     // 260 events over a few dates, inserted directly: the walk is what is under test.
@@ -787,6 +618,7 @@ fn pagination_walk_while_inserting() -> TestResult {
     Ok(())
 }
 
+#[e2e::test]
 fn filters() -> TestResult {
     let app = App::start()?;
     for (title, date) in [
@@ -836,6 +668,7 @@ fn filters() -> TestResult {
     Ok(())
 }
 
+#[e2e::test]
 fn authentication() -> TestResult {
     let app = App::start()?;
     app.create("secret plans", "2024-11-15")?;
@@ -876,6 +709,7 @@ fn authentication() -> TestResult {
     Ok(())
 }
 
+#[e2e::test]
 fn database_down_and_back() -> TestResult {
     // A PostgreSQL of this test's own, so stopping it affects no other test.
     let postgres = Postgres::start()?;

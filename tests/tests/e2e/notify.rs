@@ -4,27 +4,11 @@
 use std::collections::HashMap;
 
 use anyhow::{Context, Result, ensure};
-use e2e::{Answer, Devhost, HttpResponse, WebhookReceiver};
+use e2e::{
+    Answer, App, Devhost, HttpResponse, NOTIFY_TOKEN, TOKEN, TestResult, WebhookReceiver, app_options,
+    assert_problem, database_name, postgres,
+};
 use serde_json::{Value, json};
-
-use crate::events::{App, NOTIFY_TOKEN, TOKEN, app_options, assert_problem, database_name};
-use crate::{NamedTest, TestResult, postgres};
-
-pub fn tests() -> Vec<NamedTest> {
-    crate::named_tests![notify:
-        one_notification_per_committed_change,
-        signed_cloudevents_reach_subscribers,
-        retries_keep_the_webhook_id,
-        unanswered_deliveries_fail_and_can_be_redelivered,
-        two_dispatchers_never_send_an_attempt_twice,
-        one_dispatch_at_a_time_and_a_vanished_one_is_replaced,
-        a_hand_off_during_a_pass_gets_another_pass,
-        split_deployment_with_notify_fn_down,
-        subscription_api_validation_and_auth,
-        notification_api_filters_and_pages,
-        receiver_rejects_bad_signatures,
-    ]
-}
 
 fn json_post(app: &App, path: &str, body: &Value) -> Result<HttpResponse> {
     app.send(
@@ -101,6 +85,7 @@ fn only_notification_id(app: &App) -> Result<i64> {
     Ok(app.sql("SELECT max(id) FROM notifications")?.parse()?)
 }
 
+#[e2e::test]
 fn one_notification_per_committed_change() -> TestResult {
     let app = App::start()?;
     let created = app.post(&json!({"title": "t", "date": "2024-11-15"}))?;
@@ -187,6 +172,7 @@ fn one_notification_per_committed_change() -> TestResult {
     Ok(())
 }
 
+#[e2e::test]
 fn signed_cloudevents_reach_subscribers() -> TestResult {
     let app = App::start()?;
     let receiver = WebhookReceiver::start();
@@ -245,6 +231,7 @@ fn signed_cloudevents_reach_subscribers() -> TestResult {
     Ok(())
 }
 
+#[e2e::test]
 fn retries_keep_the_webhook_id() -> TestResult {
     let app = App::start()?;
     let receiver = WebhookReceiver::start();
@@ -275,6 +262,7 @@ fn retries_keep_the_webhook_id() -> TestResult {
     Ok(())
 }
 
+#[e2e::test]
 fn unanswered_deliveries_fail_and_can_be_redelivered() -> TestResult {
     let app = App::start_with(postgres(), |options| {
         options
@@ -329,6 +317,7 @@ fn unanswered_deliveries_fail_and_can_be_redelivered() -> TestResult {
     Ok(())
 }
 
+#[e2e::test]
 fn two_dispatchers_never_send_an_attempt_twice() -> TestResult {
     let url = postgres().create_database()?;
     let database = database_name(&url)?;
@@ -391,6 +380,7 @@ fn two_dispatchers_never_send_an_attempt_twice() -> TestResult {
 
 /// While another dispatch holds the dispatcher lease, a hand-off is only counted (that
 /// dispatch makes another pass for it); a holder that vanished loses the lease when it expires.
+#[e2e::test]
 fn one_dispatch_at_a_time_and_a_vanished_one_is_replaced() -> TestResult {
     let app = App::start()?;
     let receiver = WebhookReceiver::start();
@@ -426,6 +416,7 @@ fn one_dispatch_at_a_time_and_a_vanished_one_is_replaced() -> TestResult {
 
 /// A hand-off while a dispatch is busy is only counted, and the busy dispatch makes another
 /// pass for it: the second event arrives with no other dispatch asked for.
+#[e2e::test]
 fn a_hand_off_during_a_pass_gets_another_pass() -> TestResult {
     let app = App::start()?;
     let receiver = WebhookReceiver::start();
@@ -450,6 +441,7 @@ fn a_hand_off_during_a_pass_gets_another_pass() -> TestResult {
     Ok(())
 }
 
+#[e2e::test]
 fn split_deployment_with_notify_fn_down() -> TestResult {
     let url = postgres().create_database()?;
     let database = database_name(&url)?;
@@ -513,6 +505,7 @@ fn split_deployment_with_notify_fn_down() -> TestResult {
     Ok(())
 }
 
+#[e2e::test]
 fn subscription_api_validation_and_auth() -> TestResult {
     let app = App::start_with(postgres(), |options| {
         options.variable("allow_private_webhooks", "false")
@@ -620,6 +613,7 @@ fn subscription_api_validation_and_auth() -> TestResult {
     Ok(())
 }
 
+#[e2e::test]
 fn notification_api_filters_and_pages() -> TestResult {
     let app = App::start()?;
     let first = app.create("a", "2024-11-15")?["id"].as_i64().context("id")?;
@@ -668,6 +662,7 @@ fn notification_api_filters_and_pages() -> TestResult {
     Ok(())
 }
 
+#[e2e::test]
 fn receiver_rejects_bad_signatures() -> TestResult {
     // The receiver the tests trust must itself refuse a forged delivery.
     let receiver = WebhookReceiver::start();

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Creates or updates the Secrets `event-management-secrets` from k8s/secrets.env: one in each of the
+# app's two namespaces (README.md, "Pod Security"), each with only the keys that namespace's pods
+# read. Creates the namespaces when they do not exist yet (`kubectl apply -k k8s/` labels them).
+#
+#   k8s/create-secrets.sh [ENV_FILE]           # applies them; ENV_FILE defaults to k8s/secrets.env
+#   k8s/create-secrets.sh --print [ENV_FILE]   # prints them as YAML instead; needs no cluster
+#
+# tests/k8s/check.sh makes the Secrets of k8s/secrets.env.example with --print and fails when a pod
+# reads a key its namespace's Secret lacks, or a Secret holds a key no pod of its namespace reads.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+print=false
+if [ "${1-}" = --print ]; then
+    print=true
+    shift
+fi
+env_file=${1:-$here/secrets.env}
+[ -r "$env_file" ] || { echo "cannot read $env_file (README.md, \"Create the Secrets\")" >&2; exit 1; }
+
+name=event-management-secrets
+# The `namespace:` knob of k8s/DIR/kustomization.yaml.
+namespace_of() { sed -n 's/^namespace: *//p' "$here/$1/kustomization.yaml"; }
+restricted=$(namespace_of restricted)
+spin=$(namespace_of spin)
+
+# secret NAMESPACE KEY...: the Secret for NAMESPACE holding KEY... of the env file, as YAML.
+secret() {
+    local namespace=$1 key
+    shift
+    for key; do
+        grep -q "^$key=." "$env_file" || { echo "$env_file: no value for $key" >&2; return 1; }
+    done
+    grep -E "^($(IFS='|'; echo "$*"))=" "$env_file" |
+        kubectl create secret generic "$name" --namespace "$namespace" --from-env-file=/dev/stdin \
+            --dry-run=client -o yaml
+}
+
+secrets() {
+    # PostgreSQL (its password), the migration Job (db_url), the dispatch CronJob (notify_token).
+    secret "$restricted" postgres_password db_url notify_token
+    echo ---
+    # The SpinApps.
+    secret "$spin" db_url api_token notify_token
+}
+
+if $print; then
+    secrets
+else
+    yaml=$(secrets)
+    for namespace in "$restricted" "$spin"; do
+        kubectl get namespace "$namespace" >/dev/null 2>&1 || kubectl create namespace "$namespace"
+    done
+    printf '%s\n' "$yaml" | kubectl apply -f -
+fi
