@@ -1,42 +1,40 @@
-//! Loading the app once (manifest, variables, compiled and pre-instantiated components) and
-//! running one fresh instance per request, as Spin does.
+//! The app, loaded once (manifest, variables, compiled and pre-instantiated components), and
+//! one fresh instance per request, as Spin runs it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use http_body_util::BodyExt;
-use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use futures::future::BoxFuture;
+use http::{Request, Response, StatusCode};
+use wasmtime::{Engine, Store};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::bindings::ProxyPre;
-use wasmtime_wasi_http::bindings::http::types::Scheme;
+use wasmtime_wasi_http::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::body::{HyperIncomingBody, HyperOutgoingBody};
 
-use crate::host::HostState;
+use crate::body::status_response;
+use crate::cache::Cache;
+use crate::engine::InstanceAllocator;
+use crate::host::{ComponentSettings, HostState};
 use crate::manifest::Manifest;
 use crate::outbound::AllowedHosts;
+use crate::outgoing_http::ServiceChain;
 use crate::postgres::PgPools;
+use crate::router::{CHAINED_CLIENT_ADDR, Refusal, RouteMatch};
 use crate::variables::AppVariables;
-
-/// Instances that may be alive at once across all components (the pooling allocator's slots).
-const MAX_CONCURRENT_INSTANCES: u32 = 1000;
 
 pub struct App {
     engine: Engine,
     components: HashMap<String, Arc<AppComponent>>,
-    pub pg_pools: PgPools,
+    pg_pools: Arc<PgPools>,
 }
 
 /// A component ready to serve: compiled, linked, with its variables and allow-list resolved.
 pub struct AppComponent {
-    pub id: String,
-    pub allowed_hosts: AllowedHosts,
-    pub variables: HashMap<String, String>,
-    pub environment: Vec<(String, String)>,
+    settings: Arc<ComponentSettings>,
     pre: ProxyPre<HostState>,
 }
 
@@ -46,6 +44,8 @@ pub struct LoadOptions<'a> {
     pub component_ids: &'a [String],
     /// Where compiled components are cached; `None` compiles on every start.
     pub cache_dir: Option<PathBuf>,
+    /// How instances get their memory.
+    pub allocator: InstanceAllocator,
     /// Trap on a PostgreSQL query that returns no rows, as Spin 4.0.0-4.0.2 hang on one.
     pub trap_empty_queries: bool,
 }
@@ -75,8 +75,9 @@ impl App {
         let variables = AppVariables::resolve(&manifest.variables, |name| {
             std::env::var(name).ok().or_else(|| dotenv.get(name).cloned())
         })?;
-        let engine = new_engine()?;
-        let linker = new_linker(&engine)?;
+        let engine = crate::engine::new_engine(options.allocator)?;
+        let linker = crate::host::linker(&engine)?;
+        let cache = options.cache_dir.as_deref().and_then(Cache::open);
         let mut components = HashMap::new();
         for (id, spec) in manifest.component.iter().filter(|(id, _)| selected(id)) {
             let allowed_entries = spec
@@ -93,7 +94,7 @@ impl App {
             let component_variables = expand_all(&variables, &spec.variables)
                 .with_context(|| format!("[component.{id}.variables]"))?;
             let wasm = spec.wasm_path(id, &manifest_dir)?;
-            let component = compile(&engine, id, &wasm, options.cache_dir.as_deref())?;
+            let component = crate::cache::compile(&engine, id, &wasm, cache.as_ref())?;
             let pre = linker.instantiate_pre(&component).map_err(anyhow::Error::from).with_context(|| {
                 format!("component {id:?} imports an interface devhost does not provide (see devhost/README.md)")
             })?;
@@ -102,13 +103,16 @@ impl App {
                     "component {id:?} does not export wasi:http/incoming-handler: is it an HTTP component?"
                 )
             })?;
+            let settings = ComponentSettings {
+                id: id.clone(),
+                allowed_hosts,
+                variables: component_variables,
+                environment: spec.environment.clone().into_iter().collect(),
+            };
             components.insert(
                 id.clone(),
                 Arc::new(AppComponent {
-                    id: id.clone(),
-                    allowed_hosts,
-                    variables: component_variables,
-                    environment: spec.environment.clone().into_iter().collect(),
+                    settings: Arc::new(settings),
                     pre,
                 }),
             );
@@ -116,7 +120,7 @@ impl App {
         Ok(Self {
             engine,
             components,
-            pg_pools: PgPools::new(options.trap_empty_queries),
+            pg_pools: Arc::new(PgPools::new(options.trap_empty_queries)),
         })
     }
 
@@ -124,18 +128,38 @@ impl App {
         self.components.get(id).cloned()
     }
 
-    /// Runs `request` on a fresh instance of `component`; a component that traps or sends no
-    /// response gives the client an empty 500, as in Spin, and the error goes to stderr.
-    pub async fn respond(
+    /// Runs a routed request on `component`, prepared as Spin prepares it (see
+    /// `router::prepare_request`). A header value that is not UTF-8 gets Spin's empty 500
+    /// before any instance exists; an error is a request whose URL cannot be made absolute.
+    pub async fn respond_routed(
         self: Arc<Self>,
         component: Arc<AppComponent>,
-        request: hyper::Request<HyperIncomingBody>,
-    ) -> hyper::Response<HyperOutgoingBody> {
+        request: Request<HyperIncomingBody>,
+        route_match: &RouteMatch,
+        client_addr: SocketAddr,
+    ) -> Result<Response<HyperOutgoingBody>> {
+        match crate::router::prepare_request(request, route_match, client_addr) {
+            Ok(request) => Ok(self.respond(component, request).await),
+            Err(refusal @ Refusal::HeaderNotUtf8 { .. }) => {
+                eprintln!("devhost: error processing request: {refusal}");
+                Ok(status_response(StatusCode::INTERNAL_SERVER_ERROR))
+            }
+            Err(Refusal::BadUrl(error)) => Err(error),
+        }
+    }
+
+    /// Runs `request` on a fresh instance of `component`; a component that traps or sends no
+    /// response gives the client an empty 500, as in Spin, and the error goes to stderr.
+    async fn respond(
+        self: Arc<Self>,
+        component: Arc<AppComponent>,
+        request: Request<HyperIncomingBody>,
+    ) -> Response<HyperOutgoingBody> {
         match self.handle(component, request).await {
             Ok(response) => response,
             Err(error) => {
                 eprintln!("devhost: error processing request: {error:?}");
-                crate::server::status_response(http::StatusCode::INTERNAL_SERVER_ERROR)
+                status_response(StatusCode::INTERNAL_SERVER_ERROR)
             }
         }
     }
@@ -143,9 +167,12 @@ impl App {
     async fn handle(
         self: Arc<Self>,
         component: Arc<AppComponent>,
-        request: hyper::Request<HyperIncomingBody>,
-    ) -> Result<hyper::Response<HyperOutgoingBody>> {
-        let mut store = Store::new(&self.engine, HostState::new(self.clone(), component.clone()));
+        request: Request<HyperIncomingBody>,
+    ) -> Result<Response<HyperOutgoingBody>> {
+        let id = component.settings.id.clone();
+        let state = HostState::new(component.settings.clone(), self.pg_pools.clone(), self.clone());
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| state.limits());
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let request = store.data_mut().new_incoming_request(Scheme::Http, request)?;
         let response = store.data_mut().new_response_outparam(sender)?;
@@ -161,50 +188,32 @@ impl App {
         });
         match receiver.await {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(error_code)) => bail!(
-                "component {:?} answered with an error: {error_code:?}",
-                component.id
-            ),
+            Ok(Err(error_code)) => bail!("component {id:?} answered with an error: {error_code:?}"),
             Err(_) => match task.await {
-                Ok(Ok(())) => bail!("component {:?} returned without sending a response", component.id),
-                Ok(Err(trap)) => {
-                    Err(anyhow::Error::from(trap).context(format!("component {:?} trapped", component.id)))
-                }
-                Err(join_error) => bail!("component {:?} task failed: {join_error}", component.id),
+                Ok(Ok(())) => bail!("component {id:?} returned without sending a response"),
+                Ok(Err(trap)) => Err(anyhow::Error::from(trap).context(format!("component {id:?} trapped"))),
+                Err(join_error) => bail!("component {id:?} task failed: {join_error}"),
             },
         }
     }
 }
 
-fn new_engine() -> Result<Engine> {
-    let mut config = Config::new();
-    let mut pooling = PoolingAllocationConfig::default();
-    pooling
-        .total_component_instances(MAX_CONCURRENT_INSTANCES)
-        .total_core_instances(4 * MAX_CONCURRENT_INSTANCES)
-        .total_memories(MAX_CONCURRENT_INSTANCES)
-        .total_tables(4 * MAX_CONCURRENT_INSTANCES)
-        .total_stacks(MAX_CONCURRENT_INSTANCES)
-        .max_memory_size(256 << 20);
-    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
-    match Engine::new(&config) {
-        Ok(engine) => Ok(engine),
-        Err(pooling_error) => {
-            // The pooling allocator reserves address space up front; some sandboxes refuse that.
-            eprintln!("devhost: pooling allocator unavailable ({pooling_error:#}); allocating on demand");
-            config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
-            Ok(Engine::new(&config)?)
-        }
+/// Service chaining: the chained request is routed as Spin routes one, to a synthetic `/...`
+/// route whose path info is the whole path.
+impl ServiceChain for App {
+    fn chain(
+        self: Arc<Self>,
+        id: &str,
+        request: Request<HyperOutgoingBody>,
+    ) -> Option<BoxFuture<'static, Result<Response<HyperIncomingBody>, ErrorCode>>> {
+        let component = self.component(id)?;
+        let route_match = RouteMatch::chained(id, request.uri().path());
+        Some(Box::pin(async move {
+            self.respond_routed(component, request, &route_match, CHAINED_CLIENT_ADDR)
+                .await
+                .map_err(|error| ErrorCode::InternalError(Some(format!("{error:#}"))))
+        }))
     }
-}
-
-fn new_linker(engine: &Engine) -> Result<Linker<HostState>> {
-    let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    wasmtime_wasi_http::add_only_http_to_linker_async(&mut linker)?;
-    crate::bindings::spin::postgres::postgres::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
-    crate::bindings::fermyon::spin::variables::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
-    Ok(linker)
 }
 
 fn expand_all(
@@ -244,80 +253,4 @@ fn check_chaining_targets(id: &str, entries: &[String], selected: &impl Fn(&str)
         }
     }
     Ok(())
-}
-
-/// Compiles a component, or loads it from the cache when the same bytes were compiled before by
-/// this devhost build with the same engine settings.
-fn compile(engine: &Engine, id: &str, wasm_path: &Path, cache_dir: Option<&Path>) -> Result<Component> {
-    let wasm = std::fs::read(wasm_path).with_context(|| {
-        format!(
-            "component {id:?}: cannot read {}: build the components first (`cargo build --target wasm32-wasip2 --release`, or `spin build`)",
-            wasm_path.display()
-        )
-    })?;
-    let Some(cache_dir) = cache_dir else {
-        return Component::new(engine, &wasm)
-            .map_err(anyhow::Error::from)
-            .with_context(|| {
-                format!(
-                    "component {id:?}: {} is not a valid component",
-                    wasm_path.display()
-                )
-            });
-    };
-    let mut hasher = Sha256::new();
-    hasher.update(&wasm);
-    hasher.update(env!("CARGO_PKG_VERSION"));
-    let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut engine_hash);
-    hasher.update(engine_hash.finish().to_le_bytes());
-    let key: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    let cached = cache_dir.join(format!("{id}-{key}.cwasm"));
-    if cached.exists() {
-        // SAFETY: the file was written by `Component::serialize` of this devhost build (the key
-        // covers the wasm bytes, devhost's version and the engine's compatibility hash) into a
-        // cache directory that only devhost writes.
-        match unsafe { Component::deserialize_file(engine, &cached) } {
-            Ok(component) => return Ok(component),
-            Err(e) => eprintln!(
-                "devhost: ignoring unusable cache entry {}: {e:#}",
-                cached.display()
-            ),
-        }
-    }
-    let component = Component::new(engine, &wasm)
-        .map_err(anyhow::Error::from)
-        .with_context(|| {
-            format!(
-                "component {id:?}: {} is not a valid component",
-                wasm_path.display()
-            )
-        })?;
-    if let Err(e) = write_cache(&cached, &component) {
-        eprintln!(
-            "devhost: could not write the compilation cache {}: {e:#}",
-            cached.display()
-        );
-    }
-    Ok(component)
-}
-
-fn write_cache(path: &Path, component: &Component) -> Result<()> {
-    let dir = path.parent().context("cache path has no directory")?;
-    std::fs::create_dir_all(dir)?;
-    let temp = dir.join(format!(
-        ".{}.{}",
-        std::process::id(),
-        path.file_name().unwrap_or_default().to_string_lossy()
-    ));
-    std::fs::write(&temp, component.serialize()?)?;
-    std::fs::rename(&temp, path)?;
-    Ok(())
-}
-
-/// Collects a body into bytes (used for the health answer and error bodies).
-pub fn full_body(bytes: impl Into<bytes::Bytes>) -> HyperOutgoingBody {
-    http_body_util::Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed_unsync()
 }

@@ -2,22 +2,19 @@
 //! the end-to-end tests, the benchmark and the local run without a Spin CLI. See README.md.
 
 mod app;
+mod body;
+mod cache;
+mod engine;
 mod host;
 mod manifest;
 mod outbound;
+mod outgoing_http;
 mod postgres;
 mod router;
 mod server;
+mod spin_variables;
+mod stdio;
 mod variables;
-
-mod bindings {
-    wasmtime::component::bindgen!({
-        path: "wit",
-        world: "devhost:host/spin-imports",
-        imports: { default: async | trappable },
-        with: { "spin:postgres/postgres.connection": crate::postgres::PgConnection },
-    });
-}
 
 #[cfg(test)]
 mod vendored_wit_tests;
@@ -29,6 +26,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 
 use crate::app::{App, LoadOptions};
+use crate::engine::InstanceAllocator;
 use crate::manifest::Manifest;
 use crate::router::Router;
 use crate::server::Server;
@@ -54,6 +52,11 @@ struct Cli {
     /// Compile the components on every start instead of using the cache.
     #[arg(long)]
     no_cache: bool,
+    /// How instances get their memory: `pooling` (slots reserved up front; falls back to
+    /// `on-demand` where the system refuses the reservation) or `on-demand`. Either way a linear
+    /// memory may grow to 256 MiB.
+    #[arg(long, env = "DEVHOST_INSTANCE_ALLOCATOR", value_enum, default_value_t = InstanceAllocator::Pooling)]
+    instance_allocator: InstanceAllocator,
     /// Trap the instance when a PostgreSQL query returns no rows, naming the statement: Spin
     /// 4.0.0-4.0.2 never answer such a query (spinframework/spin issue #3671), so an app that
     /// runs there must not issue one. Off by default, which is Spin 3.6's behaviour.
@@ -81,6 +84,7 @@ fn run(cli: Cli) -> Result<()> {
             manifest_path: &cli.manifest,
             component_ids: &cli.component_ids,
             cache_dir,
+            allocator: cli.instance_allocator,
             trap_empty_queries: cli.empty_query_trap,
         },
     )?;

@@ -161,6 +161,13 @@ fn parse_port_range(text: &str) -> Option<PortPattern> {
     }
 }
 
+/// The warning Spin prints when a component reaches for a destination its list does not allow.
+pub fn warn_denied(url: &str) {
+    eprintln!(
+        "Warning: A component tried to make an outbound network connection to disallowed destination '{url}'.\nTo allow this request, add 'allowed_outbound_hosts = [\"{url}\"]' to the manifest component section."
+    );
+}
+
 pub fn default_port(scheme: &str) -> Option<u16> {
     match scheme {
         "http" => Some(80),

@@ -1,10 +1,17 @@
 //! Spin's HTTP routing: exact routes, `:name` parameters and trailing `/...` wildcards, the most
 //! specific route winning segment by segment (exact over parameter over wildcard), and the
-//! `spin-*` headers a matched request carries.
+//! request a component receives: its `spin-*` headers (set here only), and Spin's refusal of a
+//! header value that is not UTF-8.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use anyhow::{Result, bail};
+use http::{HeaderName, HeaderValue, Request, Uri};
 
 use crate::manifest::{HttpTrigger, RouteSpec};
+
+/// The client address Spin gives a service-chained request.
+pub const CHAINED_CLIENT_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
 
 #[derive(Debug, Clone)]
 pub struct Router {
@@ -193,6 +200,92 @@ impl RouteMatch {
     }
 }
 
+/// Why a routed request cannot be given to its component.
+#[derive(Debug)]
+pub enum Refusal {
+    /// A header value is not UTF-8. Spin 3.6 copies every header of the request into a string
+    /// before the component is instantiated (`spin_trigger_http::headers::prepare_request_headers`),
+    /// fails on such a value, logs "Error processing request" and answers an empty 500.
+    HeaderNotUtf8 {
+        name: HeaderName,
+        error: std::str::Utf8Error,
+    },
+    /// The URL the `spin-*` headers are made from is not valid (an unusable `Host` header).
+    BadUrl(anyhow::Error),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::HeaderNotUtf8 { name, error } => write!(f, "header {name}: {error}"),
+            Refusal::BadUrl(error) => write!(f, "{error:#}"),
+        }
+    }
+}
+
+/// The request as the component of `route_match` receives it, as Spin prepares it: every
+/// header value is UTF-8 (checked first, over the headers the client sent), the URI is absolute
+/// (wasi-http needs an authority) and the `spin-*` headers are set, replacing any the client
+/// sent.
+pub fn prepare_request<B>(
+    mut request: Request<B>,
+    route_match: &RouteMatch,
+    client_addr: SocketAddr,
+) -> Result<Request<B>, Refusal> {
+    for (name, value) in request.headers() {
+        if let Err(error) = std::str::from_utf8(value.as_bytes()) {
+            return Err(Refusal::HeaderNotUtf8 {
+                name: name.clone(),
+                error,
+            });
+        }
+    }
+    let host = request
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| request.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_else(|| "localhost".to_owned());
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_owned();
+    let scheme = request.uri().scheme_str().unwrap_or("http").to_owned();
+    let full_url = format!("{scheme}://{host}{path_and_query}");
+    *request.uri_mut() = full_url.parse::<Uri>().map_err(|e| Refusal::BadUrl(e.into()))?;
+    set_spin_headers(request.headers_mut(), route_match, &full_url, client_addr).map_err(Refusal::BadUrl)?;
+    Ok(request)
+}
+
+fn set_spin_headers(
+    headers: &mut http::HeaderMap,
+    route_match: &RouteMatch,
+    full_url: &str,
+    client_addr: SocketAddr,
+) -> Result<()> {
+    let mut set = |name: &str, value: &str| -> Result<()> {
+        headers.insert(
+            HeaderName::from_bytes(name.as_bytes())?,
+            HeaderValue::from_str(value)?,
+        );
+        Ok(())
+    };
+    set("spin-path-info", &route_match.path_info)?;
+    set("spin-full-url", full_url)?;
+    set("spin-matched-route", &route_match.based_route)?;
+    set("spin-base-path", "/")?;
+    set("spin-raw-component-route", &route_match.raw_route)?;
+    set("spin-component-route", route_match.component_route())?;
+    set("spin-client-addr", &client_addr.to_string())?;
+    for (name, value) in &route_match.params {
+        set(&format!("spin-path-match-{}", name.to_ascii_lowercase()), value)?;
+    }
+    Ok(())
+}
+
 fn absolute(path: &str) -> String {
     if path.starts_with('/') {
         path.to_owned()
@@ -289,5 +382,77 @@ mod tests {
         let r = Router::build(&triggers, |_| true).unwrap();
         assert_eq!(component(&r, "/a").as_deref(), Some("second"));
         assert_eq!(r.routes().count(), 1);
+    }
+
+    fn client() -> SocketAddr {
+        "127.0.0.1:4000".parse().unwrap()
+    }
+
+    #[test]
+    fn a_prepared_request_carries_spins_headers_and_not_the_clients() {
+        let r = router(&[("/users/:id/...", "users")]);
+        let m = r.route("/users/7/posts").unwrap();
+        let request = Request::get("/users/7/posts?x=1")
+            .header("host", "example.test:3000")
+            .header("spin-path-info", "/forged")
+            .body(())
+            .unwrap();
+        let prepared = prepare_request(request, &m, client()).unwrap();
+        assert_eq!(prepared.uri(), "http://example.test:3000/users/7/posts?x=1");
+        let header = |name: &str| prepared.headers()[name].to_str().unwrap().to_owned();
+        assert_eq!(
+            header("spin-full-url"),
+            "http://example.test:3000/users/7/posts?x=1"
+        );
+        assert_eq!(header("spin-path-info"), "/posts");
+        assert_eq!(header("spin-matched-route"), "/users/:id/...");
+        assert_eq!(header("spin-raw-component-route"), "/users/:id/...");
+        assert_eq!(header("spin-component-route"), "/users/:id");
+        assert_eq!(header("spin-base-path"), "/");
+        assert_eq!(header("spin-client-addr"), "127.0.0.1:4000");
+        assert_eq!(header("spin-path-match-id"), "7");
+        assert_eq!(prepared.headers().get_all("spin-path-info").iter().count(), 1);
+    }
+
+    #[test]
+    fn a_chained_request_is_the_whole_path_of_a_synthetic_route() {
+        let m = RouteMatch::chained("private", "/hello");
+        let request = Request::get("http://private.spin.internal/hello")
+            .body(())
+            .unwrap();
+        let prepared = prepare_request(request, &m, CHAINED_CLIENT_ADDR).unwrap();
+        let header = |name: &str| prepared.headers()[name].to_str().unwrap().to_owned();
+        assert_eq!(header("spin-path-info"), "/hello");
+        assert_eq!(header("spin-raw-component-route"), "/...");
+        assert_eq!(header("spin-component-route"), "");
+        assert_eq!(header("spin-client-addr"), "0.0.0.0:0");
+        assert_eq!(header("spin-full-url"), "http://private.spin.internal/hello");
+    }
+
+    #[test]
+    fn a_header_value_that_is_not_utf8_is_refused_whichever_header_it_is() {
+        let r = router(&[("/...", "all")]);
+        let m = r.route("/").unwrap();
+        for name in ["idempotency-key", "host", "spin-path-info"] {
+            let request = Request::get("/")
+                .header(name, HeaderValue::from_bytes(b"caf\xe9!").unwrap())
+                .body(())
+                .unwrap();
+            let refusal = prepare_request(request, &m, client()).unwrap_err();
+            assert!(
+                matches!(refusal, Refusal::HeaderNotUtf8 { .. }),
+                "{name}: {refusal:?}"
+            );
+            assert_eq!(
+                refusal.to_string(),
+                format!("header {name}: invalid utf-8 sequence of 1 bytes from index 3")
+            );
+        }
+        // Other bytes outside ASCII are fine when they are UTF-8.
+        let request = Request::get("/")
+            .header("x-name", HeaderValue::from_bytes("café".as_bytes()).unwrap())
+            .body(())
+            .unwrap();
+        assert!(prepare_request(request, &m, client()).is_ok());
     }
 }

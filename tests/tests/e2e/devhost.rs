@@ -1,5 +1,9 @@
 //! devhost behaves like `spin up` for what the app uses, proven with the fixture component.
 
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
 use anyhow::{Context, ensure};
 use e2e::{Answer, Devhost, DevhostOptions, HttpResponse, StubServer, TestResult, database_name, postgres};
 use serde_json::Value;
@@ -461,5 +465,160 @@ fn unprovided_imports_are_named() -> TestResult {
         message.contains("fermyon:spin/key-value@2.0.0") && message.contains("\"kv\""),
         "{message}"
     );
+    Ok(())
+}
+
+/// Sends `request` as it is, bytes a client library would refuse to send included, and returns
+/// the status and body of the answer.
+fn raw_request(devhost: &Devhost, request: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
+    let address = devhost.base_url().strip_prefix("http://").context("address")?;
+    let mut stream = std::net::TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    stream.write_all(request)?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let head_end = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .with_context(|| format!("no response head: {:?}", String::from_utf8_lossy(&response)))?;
+    let head = String::from_utf8_lossy(&response[..head_end]).into_owned();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("no status: {head}"))?;
+    Ok((status, response[head_end + 4..].to_vec()))
+}
+
+/// Spin 3.6.3 refuses a request with a header value that is not UTF-8 with an empty 500 before
+/// any component runs (`prepare_request_headers`); Spin's own routes are answered before that.
+#[e2e::test(devhost_only)]
+fn header_value_not_utf8_is_an_empty_500_before_any_component_runs() -> TestResult {
+    let devhost = Devhost::start(fixture().component("api").component("private"))?;
+    let request = |path: &str, key: &[u8]| {
+        [
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nIdempotency-Key: ")
+                .as_bytes(),
+            key,
+            b"\r\n\r\n",
+        ]
+        .concat()
+    };
+    let refused = raw_request(&devhost, &request("/api/print?text=refused", b"caf\xe9!"))?;
+    assert_eq!(refused, (500, Vec::new()));
+    // The same request with a UTF-8 value runs the component.
+    let accepted = raw_request(&devhost, &request("/api/print?text=accepted", "café!".as_bytes()))?;
+    assert_eq!(accepted.0, 200);
+    let output = devhost.wait_for_output(|output| output.contains("[api] fixture says accepted"))?;
+    assert!(!output.contains("fixture says refused"), "{output}");
+    assert!(output.contains("invalid utf-8 sequence"), "{output}");
+    // Spin answers its health check and unrouted paths before it looks at the headers.
+    let health = raw_request(&devhost, &request("/.well-known/spin/health", b"\xff"))?;
+    assert_eq!(health, (200, b"OK".to_vec()));
+    assert_eq!(
+        raw_request(&devhost, &request("/elsewhere", b"\xff"))?,
+        (404, Vec::new())
+    );
+    Ok(())
+}
+
+/// A guest may grow a memory to 256 MiB, whether instances come from the pooling allocator's
+/// slots or are allocated on demand; past that its allocation fails and it traps.
+#[e2e::test(devhost_only)]
+fn memory_is_capped_with_either_instance_allocator() -> TestResult {
+    for allocator in ["pooling", "on-demand"] {
+        let mut devhost = Devhost::start(fixture().env("DEVHOST_INSTANCE_ALLOCATOR", allocator))?;
+        let below = devhost.get("/api/grow?mib=64")?;
+        assert_eq!(below.status, 200, "{allocator}: {}", below.body);
+        assert_eq!(below.json()?["grown_mib"], 64, "{allocator}");
+        let above = devhost.get("/api/grow?mib=320")?;
+        assert_eq!((above.status, above.body.as_str()), (500, ""), "{allocator}");
+        devhost.wait_for_output(|output| output.contains("[api] memory allocation of"))?;
+        assert_eq!(devhost.get("/api/exact")?.status, 200, "{allocator}");
+        assert!(devhost.is_running(), "{allocator}");
+    }
+    Ok(())
+}
+
+fn cache_entries(dir: &Path) -> anyhow::Result<usize> {
+    Ok(std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .filter(|entry| entry.path().extension().is_some_and(|e| e == "cwasm"))
+        .count())
+}
+
+/// Loading a cached component runs its machine code: devhost uses a cache directory only if
+/// it belongs to devhost's user and no one else may write to it.
+#[e2e::test(devhost_only)]
+fn compilation_cache_only_in_a_directory_no_one_else_may_write() -> TestResult {
+    let base = tempfile::tempdir()?;
+    let cache = base.path().join("cache");
+    std::fs::create_dir(&cache)?;
+    let start = || {
+        Devhost::start(
+            fixture()
+                .component("exact")
+                .env("DEVHOST_CACHE_DIR", &cache.display().to_string()),
+        )
+    };
+    let refused = |devhost: &Devhost, reason: &str| -> TestResult {
+        assert_eq!(devhost.get("/api/exact")?.status, 200);
+        let output = devhost.wait_for_output(|output| output.contains("not using the compilation cache"))?;
+        assert!(output.contains(reason), "{output}");
+        Ok(())
+    };
+
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777))?;
+    refused(&start()?, "(mode 0777)")?;
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o770))?;
+    refused(&start()?, "(mode 0770)")?;
+    assert_eq!(cache_entries(&cache)?, 0);
+
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700))?;
+    let devhost = start()?;
+    assert_eq!(devhost.get("/api/exact")?.status, 200);
+    assert!(
+        !devhost.output().contains("compilation cache"),
+        "{}",
+        devhost.output()
+    );
+    assert_eq!(cache_entries(&cache)?, 1);
+    drop(devhost);
+
+    // Only root can give the directory to another user.
+    if std::fs::metadata(base.path())?.uid() == 0 {
+        std::os::unix::fs::chown(&cache, Some(65534), None)?;
+        refused(&start()?, "belongs to uid 65534")?;
+    } else {
+        eprintln!("not root: the cache directory of another user is checked by devhost's unit tests");
+    }
+    Ok(())
+}
+
+/// `--empty-query-trap` plays Spin 4.0.0-4.0.2, where a query with no rows never returns: the
+/// instance traps, naming the statement. Off, such a query answers no columns and no rows.
+#[e2e::test(devhost_only)]
+fn empty_query_trap_names_the_statement() -> TestResult {
+    const EMPTY: &str = "SELECT 1 AS one WHERE false";
+    let url = postgres().create_database()?;
+    let port = postgres().port().to_string();
+    let off = fixture()
+        .variable("pg_port", &port)
+        .env("DEVHOST_EMPTY_QUERY_TRAP", "0");
+    let devhost = Devhost::start(off)?;
+    let empty = run_sql(&devhost, &url, &[EMPTY], &[])?.remove(0);
+    assert_eq!(empty, serde_json::json!({ "columns": [], "rows": [] }));
+    drop(devhost);
+
+    let on = fixture()
+        .variable("pg_port", &port)
+        .env("DEVHOST_EMPTY_QUERY_TRAP", "1");
+    let devhost = Devhost::start(on)?;
+    let rows = run_sql(&devhost, &url, &["SELECT 1 AS one"], &[])?.remove(0);
+    assert_eq!(rows["rows"], serde_json::json!([["DbValue::Int32(1)"]]));
+    let query = [("url", url.as_str()), ("statement", EMPTY)];
+    let trapped = HttpResponse::send(devhost.request("GET", "/api/sql").query(&query))?;
+    assert_eq!((trapped.status, trapped.body.as_str()), (500, ""));
+    devhost.wait_for_output(|output| output.contains("--empty-query-trap") && output.contains(EMPTY))?;
     Ok(())
 }
