@@ -1,4 +1,4 @@
--- One benchmark scenario for wrk (Debian's wrk 4.1, LuaJIT). bench/bench.py runs it as
+-- One benchmark scenario for wrk (Debian's wrk 4.1, LuaJIT). bench/driver/wrk.py runs it as
 --   wrk -tT -cC -dDs --latency -s bench/wrk/scenario.lua BASE_URL -- MODE TOKEN IDS_FILE [PATH]
 -- MODE: get (GET /events/{random id}), list (GET PATH), post (POST /events), patch (PATCH
 -- /events/{random id}, merge patch), mix (80% get, 20% post). Ids come from IDS_FILE, one a line.

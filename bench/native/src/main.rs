@@ -1,5 +1,5 @@
 //! The benchmark's native baseline: what event-fn's `GET /events/{id}`, `GET /events` (first
-//! page and cursor pages) and plain `POST /events` cost as an ordinary pooled Rust service on
+//! page, cursor pages and title search `q`) and plain `POST /events` cost as an ordinary pooled Rust service on
 //! the same schema. Same JSON shape, same Bearer check, same SQL per request; a deadpool pool of
 //! 64 (Spin's size) with fast recycling and cached prepared statements, which is what a native
 //! service would use.
@@ -22,6 +22,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{NaiveDate, NaiveDateTime};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use event_contract::{EventData, rfc3339_utc};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::{NoTls, Row};
 
@@ -35,16 +36,6 @@ struct AppState {
 }
 
 type Shared = Arc<AppState>;
-
-#[derive(Serialize)]
-struct EventBody {
-    id: i64,
-    title: String,
-    description: Option<String>,
-    date: String,
-    created_at: String,
-    updated_at: String,
-}
 
 #[derive(Deserialize)]
 struct EventInput {
@@ -134,20 +125,16 @@ async fn prepared(
     Ok((client, statement.map_err(unavailable)?))
 }
 
-fn rfc3339(at: NaiveDateTime) -> String {
-    at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
-}
-
-fn body_of(row: &Row) -> (EventBody, i64) {
+fn body_of(row: &Row) -> (EventData, i64) {
     let date: NaiveDate = row.get(3);
     (
-        EventBody {
+        EventData {
             id: row.get(0),
             title: row.get(1),
             description: row.get(2),
             date: date.format("%Y-%m-%d").to_string(),
-            created_at: rfc3339(row.get(4)),
-            updated_at: rfc3339(row.get(5)),
+            created_at: rfc3339_utc(row.get(4)),
+            updated_at: rfc3339_utc(row.get(5)),
         },
         row.get(6),
     )
@@ -206,20 +193,23 @@ async fn list(State(state): State<Shared>, headers: HeaderMap, RawQuery(query): 
     }
     let mut limit: i64 = 50;
     let mut cursor = None;
-    for pair in query.as_deref().unwrap_or("").split('&') {
-        match pair.split_once('=') {
-            Some(("limit", value)) => match value.parse::<i64>() {
+    let mut title_pattern = None;
+    for (name, value) in form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
+        match name.as_ref() {
+            "limit" => match value.parse::<i64>() {
                 Ok(value) if (1..=200).contains(&value) => limit = value,
                 _ => return problem(StatusCode::UNPROCESSABLE_ENTITY, "limit must be 1 to 200"),
             },
-            Some(("cursor", value)) => match decode_cursor(value) {
+            "cursor" => match decode_cursor(&value) {
                 Some(position) => cursor = Some(position),
                 None => return problem(StatusCode::UNPROCESSABLE_ENTITY, "not a cursor"),
             },
+            // The bench searches for plain words: no LIKE wildcards to escape (event-fn does).
+            "q" if !value.is_empty() => title_pattern = Some(format!("%{value}%")),
             _ => {}
         }
     }
-    // The same statement event-fn runs (its filter parameters are NULL here).
+    // The same statement event-fn runs (its date filters are NULL here).
     let sql = format!(
         "SELECT {COLUMNS} FROM events
          WHERE ($1::date IS NULL OR date >= $1)
@@ -234,7 +224,6 @@ async fn list(State(state): State<Shared>, headers: HeaderMap, RawQuery(query): 
         Err(response) => return response,
     };
     let none_date: Option<NaiveDate> = None;
-    let none_text: Option<String> = None;
     let (after_date, after_id) = match cursor {
         Some((date, id)) => (Some(date), Some(id)),
         None => (None, None),
@@ -245,7 +234,7 @@ async fn list(State(state): State<Shared>, headers: HeaderMap, RawQuery(query): 
             &[
                 &none_date,
                 &none_date,
-                &none_text,
+                &title_pattern,
                 &after_date,
                 &after_id,
                 &(limit + 1),
@@ -257,7 +246,7 @@ async fn list(State(state): State<Shared>, headers: HeaderMap, RawQuery(query): 
         Err(e) => return unavailable(e),
     };
     let more = rows.len() as i64 > limit;
-    let events: Vec<EventBody> = rows
+    let events: Vec<EventData> = rows
         .iter()
         .take(limit as usize)
         .map(|row| body_of(row).0)
@@ -303,13 +292,13 @@ async fn create(State(state): State<Shared>, headers: HeaderMap, body: Bytes) ->
         Ok(row) => {
             let id: i64 = row.get(0);
             let at: NaiveDateTime = row.get(1);
-            let body = EventBody {
+            let body = EventData {
                 id,
                 title,
                 description: input.description,
                 date: input.date,
-                created_at: rfc3339(at),
-                updated_at: rfc3339(at),
+                created_at: rfc3339_utc(at),
+                updated_at: rfc3339_utc(at),
             };
             let mut response = with_etag(json_response(StatusCode::CREATED, &body), id, 1);
             if let Ok(value) = HeaderValue::from_str(&format!("/events/{id}")) {

@@ -1,0 +1,63 @@
+"""bench/run's options (bench/run --help)."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from .common import BENCH
+from .run import Run, Settings
+from .servers import EMPTY_QUERY_TRAP_IN_SMOKE
+
+
+ABOUT = """Loads the app and the floor (the smallest component doing the same queries) on devhost or
+another up-compatible runtime, and a native baseline, one server at a time on the same
+databases; reports app ÷ floor and app ÷ native per scenario. See bench/README.md."""
+
+
+def parse(argv: list[str] | None = None) -> Settings:
+    parser = argparse.ArgumentParser(prog="bench/run", description=ABOUT,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true",
+                        help="a plumbing check: a second per run, 1 and 32 connections, small databases")
+    parser.add_argument("--runtime", metavar="CMD",
+                        help="start the app and the floor with this up-compatible command instead of devhost, "
+                             "run as CMD --from FILE --listen ADDR (e.g. \"spin up\")")
+    parser.add_argument("--base-url", help="drive this running deployment instead of starting anything")
+    parser.add_argument("--token", help="its API bearer token (required with --base-url)")
+    parser.add_argument("--duration", type=int, help="whole seconds per measured run (10; smoke 1)")
+    parser.add_argument("--warmup", type=int, help="whole seconds of warm-up before each run, 0 for none (2; smoke 0)")
+    parser.add_argument("--connections", type=lambda s: [int(x) for x in s.split(",")],
+                        help="comma-separated connection counts (1,32,128; smoke 1,32)")
+    parser.add_argument("--events", type=int, help="events seeded for the request mixes (10000; smoke 1000)")
+    parser.add_argument("--scale-events", type=int, help="events in the scale database (1000000; smoke 20000)")
+    parser.add_argument("--out-dir", type=Path, default=BENCH / "results",
+                        help="where latest.{json,md,png} go (bench/results; smoke: latest-smoke.*)")
+    args = parser.parse_args(argv)
+    if args.base_url is not None and not args.base_url.startswith(("http://", "https://")):
+        parser.error("--base-url needs an http:// or https:// URL")
+    if args.base_url and not args.token:
+        parser.error("--base-url needs --token")
+    if args.base_url and args.runtime:
+        parser.error("--runtime starts the app; --base-url drives one already running: give one of them")
+    smoke = args.smoke
+    return Settings(
+        smoke=smoke, base_url=args.base_url, token=args.token, runtime=args.runtime,
+        empty_query_trap=smoke and EMPTY_QUERY_TRAP_IN_SMOKE,
+        duration=args.duration or (1 if smoke else 10),
+        # Smoke: no wrk warm-up; the sequential requests that count statements warm up instead.
+        warmup=args.warmup if args.warmup is not None else (0 if smoke else 2),
+        connections=args.connections or ([1, 32] if smoke else [1, 32, 128]),
+        events=args.events or (1_000 if smoke else 10_000),
+        scale_events=args.scale_events or (20_000 if smoke else 1_000_000),
+        out_dir=args.out_dir,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = parse(argv)
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is missing: apt-get install wrk (bench/run does)")
+    return Run(settings).execute()

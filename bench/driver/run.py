@@ -1,0 +1,271 @@
+"""One benchmark run: sets up PostgreSQL and the servers, one server at a time, loads every
+scenario on each, and measures what goes with it. bench/README.md describes the method."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import notifications, report, seed, statements, wrk
+from .client import http_request
+from .common import log
+from .postgres import Postgres
+from .receiver import Receiver
+from .scenarios import MIX, NATIVE_MIX, NATIVE_SPINPOOL, SCALE, SCENARIOS, Scenario
+from .servers import APP_MANIFEST, FLOOR_MANIFEST, Runtime, Server, start_native, wasm_sizes
+
+
+@dataclass
+class Settings:
+    smoke: bool
+    base_url: str | None
+    token: str | None
+    runtime: str | None
+    empty_query_trap: bool
+    duration: int
+    warmup: int
+    connections: list[int]
+    events: int
+    scale_events: int
+    out_dir: Path
+
+
+class Run:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.token = settings.token or secrets.token_hex(16)
+        self.notify_token = secrets.token_hex(16)
+        self.runtime = Runtime(settings.runtime, settings.empty_query_trap)
+        self.workdir = Path(tempfile.mkdtemp(prefix="bench-run-"))
+        self.ids_file = self.workdir / "ids.txt"
+        self.ids: list[int] = []
+        self.receiver = Receiver()
+        self.postgres: Postgres | None = None
+        self.deep_path: str | None = None
+        self.results: list[dict] = []
+        self.checks: list[dict] = []  # measurements besides the load runs: passed, failed or skipped
+        self.measurements: dict = {}
+        self.statement_counts: dict[str, dict] = {}
+
+    def execute(self) -> int:
+        started = time.monotonic()
+        self.measurements["load_average_at_start"] = os.getloadavg()
+        try:
+            if self.settings.base_url:
+                self.external(self.settings.base_url.rstrip("/"))
+            else:
+                self.local()
+        finally:
+            self.receiver.stop()
+            if self.postgres:
+                self.postgres.stop()
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        self.measurements["load_average_at_end"] = os.getloadavg()
+        doc = report.document(self.settings, self.runtime.description, self.results, self.measurements,
+                              self.checks, self.statement_counts, time.monotonic() - started)
+        report.print_table(doc)
+        report.write(doc, self.settings.out_dir)
+        return report.summary(doc)
+
+    def check(self, name: str, status: str, detail: str = "") -> None:
+        self.checks.append({"name": name, "status": status, "detail": detail})
+        log(f"{name}: {status}{' - ' + detail if detail else ''}")
+
+    # -- the two kinds of run
+
+    def local(self) -> None:
+        self.runtime.check()
+        log("starting PostgreSQL (the test harness's, pg_stat_statements preloaded)")
+        self.postgres = Postgres()
+        dbs = seed.in_sql(self.postgres, self.settings.events, self.settings.scale_events)
+        self.write_ids(dbs.ids)
+        self.measurements["wasm_bytes"] = wasm_sizes()
+        self.measure_cold_start(dbs.app)
+        with self.start_app(dbs.app) as app:
+            # At light load, before the load runs leave a backlog of deliveries behind.
+            self.measure_notifications(app.base_url)
+            self.load("app", app, MIX, dbs.app)
+        with self.start_floor(dbs.floor) as floor:
+            self.load("floor", floor, MIX, dbs.floor)
+        with start_native(self.postgres.url(dbs.native), self.token, False, self.workdir) as native:
+            self.load("native", native, NATIVE_MIX, dbs.native)
+        if not self.settings.smoke:
+            # Spin's pool policy on native splits the app's distance to native into the pool
+            # policy's share and the rest (WebAssembly, an instance per request).
+            with start_native(self.postgres.url(dbs.native), self.token, True, self.workdir) as native:
+                self.load("native-spinpool", native, NATIVE_SPINPOOL, dbs.native)
+        with self.start_app(dbs.scale) as app:
+            self.find_deep_page(app.base_url, dbs.scale)
+            self.load("app", app, SCALE, dbs.scale)
+        with self.start_floor(dbs.scale) as floor:
+            self.load("floor", floor, SCALE, dbs.scale)
+        with start_native(self.postgres.url(dbs.scale), self.token, False, self.workdir) as native:
+            self.load("native", native, SCALE, dbs.scale)
+
+    def external(self, base_url: str) -> None:
+        """A running deployment: seeded through its API, no SQL access, nothing else started."""
+        status, _, _ = http_request(base_url, "GET", "/events?limit=1", self.token)
+        if status != 200:
+            raise SystemExit(f"{base_url}/events answered {status}: check --base-url and --token")
+        self.write_ids(seed.through_api(base_url, self.token, self.settings.events))
+        self.measure_notifications(base_url)
+        for name in MIX:
+            self.run_scenario("app", None, base_url, SCENARIOS[name], None)
+        for name, why in (("cold_start", "needs the bench to start the app"),
+                          ("floor", "needs the bench to start the floor beside the app"),
+                          ("scale_scenarios", "need SQL access to seed 1,000,000 rows"),
+                          ("statements_per_request", "needs the bench's own PostgreSQL"),
+                          ("native_baseline", "runs only with the bench's own PostgreSQL")):
+            self.check(name, "skipped", why)
+
+    # -- set-up
+
+    def app_variables(self, database: str) -> dict:
+        return {"db_url": self.postgres.url(database), "db_host": "127.0.0.1", "db_port": str(self.postgres.port),
+                "api_token": self.token, "notify_token": self.notify_token,
+                "allow_private_webhooks": "true", "webhook_hosts": "http://127.0.0.1:*"}
+
+    def start_app(self, database: str) -> Server:
+        return self.runtime.start("app", APP_MANIFEST, self.app_variables(database), self.workdir)
+
+    def start_floor(self, database: str) -> Server:
+        variables = {"db_url": self.postgres.url(database), "db_host": "127.0.0.1",
+                     "db_port": str(self.postgres.port)}
+        return self.runtime.start("floor", FLOOR_MANIFEST, variables, self.workdir)
+
+    def find_deep_page(self, base_url: str, database: str) -> None:
+        try:
+            self.deep_path, row = seed.deep_page(self.postgres, database, self.settings.scale_events, base_url,
+                                                 self.token)
+        except Exception as error:  # noqa: BLE001 - reported as a failed check
+            self.check("list_deep_scale", "failed", str(error))
+            return
+        self.measurements["deep_page"] = {"path": self.deep_path, "row": row}
+
+    # -- load
+
+    def load(self, server_name: str, server: Server, names: list[str], database: str) -> None:
+        for name in names:
+            if name == "list_deep_scale" and not self.deep_path:
+                continue
+            self.run_scenario(server_name, server, server.base_url, SCENARIOS[name], database)
+        if server_name == "app":
+            self.measurements.setdefault("app_peak_rss_mib", {})[database] = server.peak_rss_mib()
+
+    def run_scenario(self, server_name: str, server: Server | None, base_url: str, scenario: Scenario,
+                     database: str | None) -> None:
+        """Statements per request from sequential requests first, then wrk at each connection
+        count; after a write scenario on the app, the wait until every notification is out."""
+        path = self.deep_path if scenario.name == "list_deep_scale" else scenario.path
+        pg = self.postgres if database else None
+        counted = {}
+        if pg:
+            try:
+                pg.wait_quiet(database)
+                counted = statements.sequential(pg, database, base_url, self.token, scenario, path, self.ids,
+                                                20 if self.settings.smoke else 100)
+                self.statement_counts[f"{server_name}/{scenario.name}"] = counted
+            except Exception as error:  # noqa: BLE001 - the load runs still tell something
+                log(f"counting statements for {server_name} {scenario.name} failed: {error}")
+        for connections in self.settings.connections:
+            entry = {"server": server_name, "scenario": scenario.name, "connections": connections,
+                     "duration_s": self.settings.duration, "path": path or scenario.shown_path}
+            entry.update({k: v for k, v in counted.items() if k.endswith("_per_request")})
+            try:
+                self.measure_load(entry, server, base_url, scenario, path, database)
+            except Exception as error:  # noqa: BLE001 - a scenario that cannot run is a result too
+                entry.update(status="failed", detail=str(error)[:500], errors=None)
+            self.results.append(entry)
+            log_entry(entry)
+
+    def measure_load(self, entry: dict, server: Server | None, base_url: str, scenario: Scenario,
+                     path: str | None, database: str | None) -> None:
+        pg = self.postgres if database else None
+        connections = entry["connections"]
+        if pg:
+            entry["quiet_wait_before_s"] = pg.wait_quiet(database)
+        if self.settings.warmup:
+            wrk.run(base_url, scenario.mode, self.token, self.ids_file, path, connections, self.settings.warmup)
+        time.sleep(0.2)
+        if pg:
+            pg.reset_statements()
+        if server:
+            server.reset_peak_rss()
+        raw = wrk.run(base_url, scenario.mode, self.token, self.ids_file, path, connections, self.settings.duration)
+        entry.update(wrk.summarize(raw))
+        if server:
+            entry["peak_rss_mib"] = server.peak_rss_mib()
+        if pg:
+            time.sleep(0.3)
+            entry["statements_under_load"] = statements.count(pg, database, raw["requests"])
+        entry["status"] = "passed" if entry["errors"] == 0 and entry["requests"] > 0 else "failed"
+        if entry["requests"] == 0:
+            entry["detail"] = "no request completed"
+        if pg and entry["server"] == "app" and scenario.writes:
+            drained = notifications.drain(pg, database, base_url, self.notify_token)
+            entry["notifications_after_load"] = drained
+            if drained["undelivered"]:
+                entry["status"] = "failed"
+                entry["detail"] = f"{drained['undelivered']} notifications undelivered {drained['seconds']} s after the load"
+
+    def write_ids(self, ids: list[int]) -> None:
+        self.ids = ids
+        self.ids_file.write_text("\n".join(map(str, ids)) + "\n")
+
+    # -- other measurements
+
+    def measure_cold_start(self, database: str) -> None:
+        """Launch to the first 200, with a compilation cache filled by one run first, and
+        (devhost only) with --no-cache."""
+        runs = 1 if self.settings.smoke else 5
+        variables = self.app_variables(database)
+        cache = self.workdir / "devhost-cache"
+        try:
+            self.runtime.cold_start(APP_MANIFEST, variables, self.token, self.workdir, cache, 1)
+            warm = self.runtime.cold_start(APP_MANIFEST, variables, self.token, self.workdir, cache, runs)
+            result = {"warm_cache": warm, "warm_cache_median": statistics.median(warm)}
+            if self.runtime.is_devhost:
+                fresh = self.runtime.cold_start(APP_MANIFEST, variables, self.token, self.workdir, None,
+                                                max(1, runs - 2))
+                result.update(no_cache=fresh, no_cache_median=statistics.median(fresh))
+            self.measurements["cold_start_ms"] = result
+            self.check("cold_start", "passed", f"warm cache median {result['warm_cache_median']} ms"
+                       + (f", no cache median {result['no_cache_median']} ms" if "no_cache" in result else ""))
+        except Exception as error:  # noqa: BLE001
+            self.check("cold_start", "failed", str(error))
+
+    def measure_notifications(self, base_url: str) -> None:
+        sub = notifications.subscribe(base_url, self.token, self.receiver)
+        self.measurements["subscription"] = sub
+        if not sub["ok"]:
+            # 404: notify-fn does not offer subscriptions; anything else is a failure.
+            self.measurements["notification_latency"] = {
+                "missed": f"POST /subscriptions answered {sub['status']}: {sub['detail'][:120]}"}
+            self.check("notification_latency", "skipped" if sub["status"] == 404 else "failed",
+                       f"not measured: POST /subscriptions answered {sub['status']}")
+            return
+        result = notifications.latency(base_url, self.token, self.receiver, 30 if self.settings.smoke else 200)
+        self.measurements["notification_latency"] = result
+        if result["webhooks_matched"] < result["created"] or not result["created"]:
+            self.check("notification_latency", "failed",
+                       f"{result['webhooks_matched']} of {result['created']} webhooks arrived within 10 s")
+        else:
+            self.check("notification_latency", "passed", f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms")
+
+
+def log_entry(entry: dict) -> None:
+    if "rps" not in entry:
+        log(f"{entry['server']:15} {entry['scenario']:17} c={entry['connections']:<3} FAILED: {entry.get('detail')}")
+        return
+    log(f"{entry['server']:15} {entry['scenario']:17} c={entry['connections']:<3} {entry['rps']:9.1f} req/s  "
+        f"p50 {entry['p50_ms']:7.2f} ms  p99 {entry['p99_ms']:7.2f} ms  errors {entry['errors']}")
+    drained = entry.get("notifications_after_load")
+    if drained:
+        log(f"  {drained['waiting_when_load_stopped']} notifications undelivered when the load stopped; "
+            f"{drained['undelivered']} left after {drained['seconds']} s")
