@@ -318,7 +318,7 @@ def checks(docs, secret, spin: Spin, crd_schemas, generated=False):
 
     def example_placeholders():
         data = secret_data(secret)
-        real = [k for k, v in data.items() if "CHANGE_ME" not in v]
+        real = [k for k, v in data.items() if v and "CHANGE_ME" not in v]  # empty: an unset option
         expect(not real, f"k8s/secrets.env.example holds values that are not placeholders: {real}")
     out.append(c("secrets", "k8s/secrets.env.example holds placeholders only", example_placeholders))
 

@@ -6,6 +6,8 @@ mod contract;
 mod devhost;
 mod events;
 mod notify;
+mod security;
+mod spin4;
 
 use std::sync::OnceLock;
 
@@ -47,6 +49,8 @@ fn main() {
         .chain(events::tests())
         .chain(notify::tests())
         .chain(contract::tests())
+        .chain(spin4::tests())
+        .chain(security::tests())
         .map(|(name, test)| trial(name, test))
         .collect();
     let wanted = trials.iter().any(|t| !arguments.is_filtered_out(t));
