@@ -64,8 +64,11 @@ struct Answered {
     body: Value,
 }
 
+/// A request: method, path, headers, body.
+type Step<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], Option<&'a str>);
+
 /// Sends each request of `script` to `app`, in order.
-fn run(app: &App, script: &[(&str, &str, &[(&str, &str)], Option<&str>)]) -> Result<Vec<Answered>> {
+fn run(app: &App, script: &[Step]) -> Result<Vec<Answered>> {
     script
         .iter()
         .map(|(method, path, headers, body)| {
@@ -96,10 +99,7 @@ fn without_timestamps(value: Value) -> Value {
 
 /// Runs `script` on an app playing Spin 4.0 and on one as Spin 3.6 (each on a fresh database
 /// prepared by `setup`): both must answer the same, and the Spin 4.0 one without a trap.
-fn same_on_both(
-    setup: impl Fn(&App) -> Result<()>,
-    script: &[(&str, &str, &[(&str, &str)], Option<&str>)],
-) -> Result<Vec<Answered>> {
+fn same_on_both(setup: impl Fn(&App) -> Result<()>, script: &[Step]) -> Result<Vec<Answered>> {
     let spin_4 = App::start_with(postgres(), spin_4_0)?;
     let spin_3 = App::start()?;
     setup(&spin_4)?;
@@ -225,15 +225,11 @@ fn notifications_not_found_and_empty_answer_as_on_spin_3_6() -> TestResult {
         ],
     )?;
     assert_eq!((answers[0].status, &answers[0].body), (200, &json!([])));
-    for not_found in 1..=4 {
-        assert_eq!(answers[not_found].status, 404, "{:?}", answers[not_found]);
+    for not_found in &answers[1..=4] {
+        assert_eq!(not_found.status, 404, "{not_found:?}");
     }
-    for empty in 5..=7 {
-        assert_eq!(
-            (answers[empty].status, &answers[empty].body),
-            (200, &json!([])),
-            "{empty}"
-        );
+    for empty in &answers[5..=7] {
+        assert_eq!((empty.status, &empty.body), (200, &json!([])), "{empty:?}");
     }
     assert_eq!(answers[8].status, 200);
     assert_eq!(answers[8].body["deliveries"], json!([]));
