@@ -203,17 +203,13 @@ fn a_read_only_token_only_reads() -> TestResult {
         options.variable("api_read_token", READ_TOKEN)
     })?;
     let event = app.create("Readable", "2024-11-15")?;
-    let subscription = app
-        .send(
-            "POST",
-            "/subscriptions",
-            &[("content-type", "application/json")],
-            Some(r#"{"url": "https://hooks.example.invalid/x"}"#),
-        )?
-        .json()?;
+    let subscription = app.sql(
+        "INSERT INTO subscriptions (url, secret) \
+         VALUES ('https://hooks.example.invalid/x', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw') RETURNING id",
+    )?;
     let notification: i64 = app.sql("SELECT max(id) FROM notifications")?.parse()?;
     let event_path = format!("/events/{}", event["id"]);
-    let subscription_path = format!("/subscriptions/{}", subscription["id"]);
+    let subscription_path = format!("/subscriptions/{subscription}");
     let notification_path = format!("/notifications/{notification}");
     for path in [
         "/events",
@@ -424,11 +420,13 @@ fn an_unauthenticated_huge_body_is_refused_quickly_in_flat_memory() -> TestResul
     let peak = std::thread::scope(|scope| -> Result<u64> {
         let sampler = scope.spawn(|| {
             let mut peak = 0;
-            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
-                peak = peak.max(resident_kib(&app.devhost).unwrap_or(0));
+            loop {
+                peak = peak.max(resident_kib(&app.devhost).unwrap_or(u64::MAX));
+                if !sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                    return peak;
+                }
                 std::thread::sleep(Duration::from_millis(5));
             }
-            peak
         });
         let refused = refuse_huge_bodies(&app);
         sampling.store(false, std::sync::atomic::Ordering::Relaxed);

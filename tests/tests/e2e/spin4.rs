@@ -256,37 +256,28 @@ fn assert_problem_free(response: &HttpResponse, status: u16) -> Result<()> {
     Ok(())
 }
 
-/// Waits until no dispatch holds the dispatcher lease.
+/// Waits until `holder` (empty: nobody) holds the dispatcher lease.
 fn wait_for_holder(app: &App, holder: &str) -> Result<()> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let now = app.sql("SELECT coalesce(holder, '') FROM dispatcher")?;
-        if now == holder {
-            return Ok(());
-        }
-        ensure!(
-            std::time::Instant::now() < deadline,
-            "the dispatcher is held by {now:?}, not {holder:?}; devhost:\n{}",
-            app.devhost.output()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let held = eventually(|| Ok(app.sql("SELECT coalesce(holder, '') FROM dispatcher")? == holder))?;
+    ensure!(
+        held,
+        "the dispatcher is not held by {holder:?}; devhost:\n{}",
+        app.devhost.output()
+    );
+    Ok(())
 }
 
 /// A dispatch with an empty outbox and nothing due takes the lease, fans out nothing, claims
 /// nothing and releases the lease; then one with a notification nobody subscribes to.
 fn a_dispatch_with_nothing_due() -> TestResult {
     let app = App::start_with(postgres(), spin_4_0)?;
-    let requests: i64 = app.sql("SELECT requests FROM dispatcher")?.parse()?;
+    let requests = || -> Result<i64> { Ok(app.sql("SELECT requests FROM dispatcher")?.parse()?) };
+    let before = requests()?;
     dispatch(&app)?;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while app.sql("SELECT requests FROM dispatcher")?.parse::<i64>()? == requests {
-        ensure!(
-            std::time::Instant::now() < deadline,
-            "the dispatch was never counted"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    ensure!(
+        eventually(|| Ok(requests()? > before))?,
+        "the dispatch was never counted"
+    );
     wait_for_holder(&app, "")?;
     app.create("Nobody listens", "2024-11-15")?;
     let delivered = eventually(|| Ok(app.sql("SELECT status FROM notifications")? == "delivered"))?;
