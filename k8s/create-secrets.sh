@@ -25,14 +25,27 @@ namespace_of() { sed -n 's/^namespace: *//p' "$here/$1/kustomization.yaml"; }
 restricted=$(namespace_of restricted)
 spin=$(namespace_of spin)
 
-# secret NAMESPACE KEY...: the Secret for NAMESPACE holding KEY... of the env file, as YAML.
+# secret NAMESPACE KEY... [-- OPTIONAL_KEY...]: the Secret for NAMESPACE holding KEY... of the env
+# file (each must have a value) and OPTIONAL_KEY... (empty, or absent from the file, means unset:
+# the components treat an empty token variable as not configured), as YAML.
 secret() {
-    local namespace=$1 key
+    local namespace=$1 key optional=false
     shift
+    local lines=()
     for key; do
-        grep -q "^$key=." "$env_file" || { echo "$env_file: no value for $key" >&2; return 1; }
+        if [ "$key" = -- ]; then
+            optional=true
+            continue
+        fi
+        local line
+        line=$(grep -E "^$key=" "$env_file" | tail -n 1 || true)
+        if ! $optional && [ "${line#*=}" = "" ]; then
+            echo "$env_file: no value for $key" >&2
+            return 1
+        fi
+        lines+=("${line:-$key=}")
     done
-    grep -E "^($(IFS='|'; echo "$*"))=" "$env_file" |
+    printf '%s\n' "${lines[@]}" |
         kubectl create secret generic "$name" --namespace "$namespace" --from-env-file=/dev/stdin \
             --dry-run=client -o yaml
 }
@@ -41,8 +54,9 @@ secrets() {
     # PostgreSQL (its password), the migration Job (db_url), the dispatch CronJob (notify_token).
     secret "$restricted" postgres_password db_url notify_token
     echo ---
-    # The SpinApps.
-    secret "$spin" db_url api_token notify_token
+    # The SpinApps; the rotation tokens and the read-only token are optional (README.md,
+    # "Security model").
+    secret "$spin" db_url api_token notify_token -- api_token_next notify_token_next api_read_token
 }
 
 if $print; then

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from .common import BENCH
 from .run import Run, Settings
-from .servers import EMPTY_QUERY_TRAP_IN_SMOKE
 
 
 ABOUT = """Loads the app and the floor (the smallest component doing the same queries) on devhost or
@@ -45,7 +44,10 @@ def parse(argv: list[str] | None = None) -> Settings:
     smoke = args.smoke
     return Settings(
         smoke=smoke, base_url=args.base_url, token=args.token, runtime=args.runtime,
-        empty_query_trap=smoke and EMPTY_QUERY_TRAP_IN_SMOKE,
+        # Issue 16: the smoke runs devhost with DEVHOST_EMPTY_QUERY_TRAP=1 (a query that returns no
+        # rows traps, as Spin 4.0.0-4.0.2 hang on one), so a new query that can return nothing
+        # fails CI.
+        empty_query_trap=smoke,
         duration=args.duration or (1 if smoke else 10),
         # Smoke: no wrk warm-up; the sequential requests that count statements warm up instead.
         warmup=args.warmup if args.warmup is not None else (0 if smoke else 2),

@@ -21,11 +21,6 @@ NATIVE = Path(os.environ.get("BENCH_NATIVE_BIN", ROOT / "target/release/bench-na
 APP_MANIFEST = ROOT / "spin.toml"
 FLOOR_MANIFEST = BENCH / "floor" / "spin.toml"
 
-# Issue 16: the smoke runs devhost with DEVHOST_EMPTY_QUERY_TRAP=1 (a query that returns no rows
-# traps, as Spin 4.0.0-4.0.2 hang on one), so a new query that can return nothing fails CI.
-# Off until the app's components never return zero rows (list_empty and every not-found path
-# would trap before that); the floor already never does. Turn on when they are merged.
-EMPTY_QUERY_TRAP_IN_SMOKE = False
 
 
 class Server:

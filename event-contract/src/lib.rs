@@ -47,6 +47,13 @@ impl ChangeType {
     }
 }
 
+/// As its notification `type`.
+impl Serialize for ChangeType {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,6 +64,12 @@ mod tests {
             assert_eq!(ChangeType::parse(t.as_str()), Some(t));
         }
         assert_eq!(ChangeType::parse("event.exploded"), None);
+    }
+
+    #[test]
+    fn change_types_serialize_as_their_type() {
+        let json = serde_json::to_string(&ChangeType::ALL).expect("serializable");
+        assert_eq!(json, r#"["event.created","event.updated","event.deleted"]"#);
     }
 
     #[test]

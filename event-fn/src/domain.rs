@@ -4,7 +4,7 @@
 use chrono::{Datelike, NaiveDate};
 use serde_json::{Map, Value};
 
-use crate::problem::FieldError;
+use http_kit::FieldError;
 
 pub const TITLE_MAX_CHARS: usize = 100;
 pub const DESCRIPTION_MAX_CHARS: usize = 5000;

@@ -1,72 +1,61 @@
 //! The `/events` handlers: each reads like the API it serves.
 
+use std::rc::Rc;
+
 use event_contract::{EventData, rfc3339_utc};
-use serde::Serialize;
-use spin_sdk::http::{Method, Request, Response};
+use http_kit::page::{self, Page};
+use http_kit::{Problem, Reply, json_response, route};
+use spin_sdk::http::{Method, Params, Request, Response};
 
-use crate::Config;
 use crate::domain::{EventInput, EventPatch};
-use crate::handoff;
 use crate::pagination::{Cursor, ListQuery};
-use crate::problem::Problem;
 use crate::request::{self, Accepts};
-use crate::store::{CreateOutcome, Event, Store, Unavailable, WriteOutcome};
+use crate::store::{CreateOutcome, Event, Store, WriteOutcome};
+use crate::{Config, EVENT, EVENTS, handoff};
 
-const COLLECTION_ALLOW: &str = "GET, HEAD, POST, OPTIONS";
-const ITEM_ALLOW: &str = "GET, HEAD, PUT, PATCH, DELETE, OPTIONS";
-
-type Reply = Result<Response, Problem>;
-
-pub async fn collection(config: &Config, request: Request) -> Response {
-    let reply = match request.method() {
-        Method::Get | Method::Head => list(config, &request),
-        Method::Post => create(config, &request).await,
-        Method::Options => Ok(options(COLLECTION_ALLOW)),
-        _ => Err(Problem::method_not_allowed(COLLECTION_ALLOW)),
-    };
-    respond(reply)
+pub async fn collection(config: Rc<Config>, request: Request, _: Params) -> Reply {
+    match request.method() {
+        Method::Get | Method::Head => list(&config, &request),
+        Method::Post => create(&config, &request).await,
+        Method::Options => Ok(options(EVENTS.allow)),
+        _ => Err(EVENTS.method_not_allowed()),
+    }
 }
 
-pub async fn item(config: &Config, request: Request, id: &str) -> Response {
-    // Only canonical positive integers name events; anything else names nothing.
-    let Some(id) = id
-        .parse::<i64>()
-        .ok()
-        .filter(|parsed| *parsed > 0 && parsed.to_string() == id)
-    else {
-        return Problem::not_found(format!("there is no event {id:?}")).into();
-    };
-    let reply = match request.method() {
-        Method::Get | Method::Head => get(config, &request, id),
-        Method::Put => replace(config, &request, id).await,
-        Method::Patch => patch(config, &request, id).await,
-        Method::Delete => delete(config, &request, id).await,
-        Method::Options => item_options(config, id),
-        _ => Err(Problem::method_not_allowed(ITEM_ALLOW)),
-    };
-    respond(reply)
+pub async fn item(config: Rc<Config>, request: Request, params: Params) -> Reply {
+    let id = route::id(&params, "event")?;
+    match request.method() {
+        Method::Get | Method::Head => get(&config, &request, id),
+        Method::Put => replace(&config, &request, id).await,
+        Method::Patch => patch(&config, &request, id).await,
+        Method::Delete => delete(&config, &request, id).await,
+        Method::Options => item_options(&config, id),
+        _ => Err(EVENT.method_not_allowed()),
+    }
 }
 
 fn list(config: &Config, request: &Request) -> Reply {
     let query = ListQuery::parse(request.query())
         .map_err(|errors| Problem::invalid("the query parameters are not valid", errors))?;
-    let (events, more) = open(config)?.list(&query)?;
-    let mut response = Response::builder();
-    response.status(200).header("content-type", "application/json");
+    let Page { items: events, more } = open(config)?.list(&query)?;
+    let body: Vec<EventData> = events.iter().map(event_data).collect();
+    let mut response = json_response(200, &body);
     if let (true, Some(last)) = (more, events.last()) {
-        let next = query.next_page(Cursor {
+        let cursor = Cursor {
             date: last.date,
             id: last.id,
-        });
-        response.header("link", format!("</events?{next}>; rel=\"next\""));
+        };
+        response.set_header(
+            "link",
+            page::next_link(EVENTS.path, &query.filters(), query.limit, &cursor.encode()),
+        );
     }
-    let body: Vec<EventData> = events.iter().map(event_data).collect();
-    Ok(response.body(json(&body)).build())
+    Ok(response)
 }
 
 async fn create(config: &Config, request: &Request) -> Reply {
     let key = request::idempotency_key(request)?;
-    let input = EventInput::parse(&request::json_body(request, Accepts::Json)?)
+    let input = EventInput::parse(&request::json(request, Accepts::Json)?)
         .map_err(|errors| Problem::invalid("the event is not valid", errors))?;
     match open(config)?.create(&input, key.as_deref())? {
         CreateOutcome::Created(event) => {
@@ -74,7 +63,7 @@ async fn create(config: &Config, request: &Request) -> Reply {
             Ok(created(&event, false))
         }
         CreateOutcome::Replayed(event) => Ok(created(&event, true)),
-        CreateOutcome::KeyReused => Err(Problem::idempotency_key_reused()),
+        CreateOutcome::KeyReused => Err(idempotency_key_reused()),
     }
 }
 
@@ -92,11 +81,11 @@ fn get(config: &Config, request: &Request, id: i64) -> Reply {
 /// The methods of an event that exists: a deleted (or never created) event has none.
 fn item_options(config: &Config, id: i64) -> Reply {
     open(config)?.get(id)?.ok_or_else(|| no_event(id))?;
-    Ok(options(ITEM_ALLOW))
+    Ok(options(EVENT.allow))
 }
 
 async fn replace(config: &Config, request: &Request, id: i64) -> Reply {
-    let input = EventInput::parse(&request::json_body(request, Accepts::Json)?)
+    let input = EventInput::parse(&request::json(request, Accepts::Json)?)
         .map_err(|errors| Problem::invalid("the event is not valid", errors))?;
     let if_match = request::if_match(request, id);
     let outcome = open(config)?.replace(id, &input, if_match.as_deref())?;
@@ -104,7 +93,7 @@ async fn replace(config: &Config, request: &Request, id: i64) -> Reply {
 }
 
 async fn patch(config: &Config, request: &Request, id: i64) -> Reply {
-    let patch = EventPatch::parse(&request::json_body(request, Accepts::JsonOrMergePatch)?)
+    let patch = EventPatch::parse(&request::json(request, Accepts::JsonOrMergePatch)?)
         .map_err(|errors| Problem::invalid("the patch is not valid", errors))?;
     let if_match = request::if_match(request, id);
     let store = open(config)?;
@@ -112,7 +101,7 @@ async fn patch(config: &Config, request: &Request, id: i64) -> Reply {
         // An empty merge patch changes nothing: answer with the event as it is.
         let event = store.get(id)?.ok_or_else(|| no_event(id))?;
         if if_match.is_some_and(|versions| !versions.contains(&event.version)) {
-            return Err(Problem::precondition_failed());
+            return Err(precondition_failed());
         }
         return Ok(event_response(200, &event));
     }
@@ -128,7 +117,7 @@ async fn delete(config: &Config, request: &Request, id: i64) -> Reply {
             Ok(Response::builder().status(204).build())
         }
         WriteOutcome::NotFound => Err(no_event(id)),
-        WriteOutcome::PreconditionFailed => Err(Problem::precondition_failed()),
+        WriteOutcome::PreconditionFailed => Err(precondition_failed()),
     }
 }
 
@@ -140,7 +129,7 @@ async fn written(config: &Config, id: i64, outcome: WriteOutcome<Event>) -> Repl
             Ok(event_response(200, &event))
         }
         WriteOutcome::NotFound => Err(no_event(id)),
-        WriteOutcome::PreconditionFailed => Err(Problem::precondition_failed()),
+        WriteOutcome::PreconditionFailed => Err(precondition_failed()),
     }
 }
 
@@ -148,18 +137,25 @@ fn open(config: &Config) -> Result<Store, Problem> {
     Ok(Store::open(&config.db_url)?)
 }
 
-impl From<Unavailable> for Problem {
-    fn from(_: Unavailable) -> Self {
-        Problem::unavailable()
-    }
-}
-
 fn no_event(id: i64) -> Problem {
     Problem::not_found(format!("there is no event {id}"))
 }
 
-fn respond(reply: Reply) -> Response {
-    reply.unwrap_or_else(Response::from)
+fn precondition_failed() -> Problem {
+    Problem::new(
+        412,
+        "Precondition Failed",
+        "the event has changed since the ETag in If-Match was issued: fetch it again",
+    )
+}
+
+fn idempotency_key_reused() -> Problem {
+    Problem::new(
+        422,
+        "Idempotency-Key reused",
+        "this Idempotency-Key was already used with a different request body",
+    )
+    .with_type("/problems/idempotency-key-reused")
 }
 
 fn options(allow: &str) -> Response {
@@ -176,16 +172,9 @@ fn created(event: &Event, replayed: bool) -> Response {
 }
 
 fn event_response(status: u16, event: &Event) -> Response {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .header("etag", request::etag(event.id, event.version))
-        .body(json(&event_data(event)))
-        .build()
-}
-
-fn json(value: &impl Serialize) -> Vec<u8> {
-    serde_json::to_vec(value).unwrap_or_default()
+    let mut response = json_response(status, &event_data(event));
+    response.set_header("etag", request::etag(event.id, event.version));
+    response
 }
 
 /// An event as the API (and a notification) shows it.

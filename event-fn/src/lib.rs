@@ -1,63 +1,53 @@
 //! event-fn: the events API (`/events`) as a Spin HTTP component.
 //!
-//! `GET /openapi.yaml` (the API's description, public) is answered first; every other request
-//! is authenticated, then routed; handlers parse input into domain types
-//! (`domain`, `pagination`), call the store once and render the result or a problem. A change
-//! commits its notification with it (`store`) and then hands off to notify-fn (`handoff`).
+//! This file is the route table. `GET /openapi.yaml` (the API's description) is public; every
+//! other request is authenticated from its headers before its body is read (`http_kit`), then
+//! routed. Handlers (`events`) parse input into domain types (`domain`, `pagination`,
+//! `request`), call the store once and render the result or a problem. A change commits its
+//! notification with it (`store`) and then hands off to notify-fn (`handoff`).
 
 mod domain;
 mod events;
 mod handoff;
 mod pagination;
-mod problem;
 mod request;
 mod store;
 
 use std::rc::Rc;
 use std::time::Duration;
 
-use spin_sdk::http::{Method, Params, Request, Response, Router};
-use spin_sdk::http_component;
-use spin_sdk::variables;
+use http_kit::route::{self, Route};
+use http_kit::{API_TOKENS, Credentials, Incoming, Problem, variable};
+use spin_sdk::http::{IncomingRequest, Method, Response, ResponseOutparam, Router};
 
-use crate::problem::Problem;
+/// The app's OpenAPI document, served without a token.
+const SPEC: Route = Route::new("/openapi.yaml", "GET, HEAD");
+const EVENTS: Route = Route::new("/events", "GET, HEAD, POST, OPTIONS");
+const EVENT: Route = Route::new("/events/:id", "GET, HEAD, PUT, PATCH, DELETE, OPTIONS");
 
-/// The OpenAPI document of the whole app, served at `/openapi.yaml` without a token.
+/// Every route this component serves (the end-to-end tests check openapi.yaml against it).
+pub const ROUTES: [Route; 3] = [SPEC, EVENTS, EVENT];
+
+/// The OpenAPI document of the whole app.
 const OPENAPI: &str = include_str!("../../openapi.yaml");
-const OPENAPI_PATH: &str = "/openapi.yaml";
 
-/// What the component reads from its Spin variables.
-pub struct Config {
-    pub db_url: String,
-    pub api_token: String,
-    /// notify-fn's base URL (scheme://host[:port]).
-    pub notify_url: String,
-    pub notify_token: String,
-    /// How long a write waits for notify-fn to take the hand-off.
-    pub notify_timeout: Duration,
+/// Spin's entry point. Only for WebAssembly: natively (the e2e tests link this crate for its
+/// `ROUTES`, next to notify-fn) it would export the same symbol as notify-fn's.
+#[cfg(target_arch = "wasm32")]
+#[spin_sdk::http_component]
+async fn entry(request: IncomingRequest, out: ResponseOutparam) {
+    handle(request, out).await
 }
 
-impl Config {
-    fn load() -> Result<Self, String> {
-        let get = |name: &str| variables::get(name).map_err(|e| format!("variable {name}: {e}"));
-        let timeout = get("notify_timeout_ms")?;
-        let timeout_ms = timeout
-            .parse()
-            .map_err(|_| format!("notify_timeout_ms {timeout:?} is not a number of milliseconds"))?;
-        Ok(Self {
-            db_url: get("db_url")?,
-            api_token: get("api_token")?,
-            notify_url: get("notify_url")?,
-            notify_token: get("notify_token")?,
-            notify_timeout: Duration::from_millis(timeout_ms),
-        })
-    }
+/// Answers one request.
+pub async fn handle(request: IncomingRequest, out: ResponseOutparam) {
+    let response = answer(Incoming::new(request)).await;
+    http_kit::send_response(out, response).await;
 }
 
-#[http_component]
-async fn handle_events(request: Request) -> Response {
-    if request.path() == OPENAPI_PATH {
-        return openapi(&request);
+async fn answer(incoming: Incoming) -> Response {
+    if incoming.path() == SPEC.path {
+        return openapi(incoming.method());
     }
     let config = match Config::load() {
         Ok(config) => Rc::new(config),
@@ -66,36 +56,57 @@ async fn handle_events(request: Request) -> Response {
             return Problem::misconfigured().into();
         }
     };
-    if let Err(problem) = request::authenticate(&request, &config.api_token) {
-        return problem.into();
-    }
+    let request = match incoming.read_authorized(&config.api).await {
+        Ok(request) => request,
+        Err(problem) => return problem.into(),
+    };
     let mut router = Router::new();
-    let for_items = config.clone();
-    router.any_async("/events", move |request: Request, _: Params| {
-        let config = config.clone();
-        async move { events::collection(&config, request).await }
-    });
-    router.any_async("/events/:id", move |request: Request, params: Params| {
-        let config = for_items.clone();
-        async move { events::item(&config, request, params.get("id").unwrap_or_default()).await }
-    });
-    router.any("/*", |request: Request, _: Params| {
-        Response::from(Problem::not_found(format!(
-            "{} is not a resource of this API",
-            request.path()
-        )))
-    });
+    router.any_async(EVENTS.path, route::with(&config, events::collection));
+    router.any_async(EVENT.path, route::with(&config, events::item));
+    router.any("/*", route::unknown_path);
     router.handle_async(request).await
 }
 
 /// The spec is public: a deployment describes itself to anyone who asks.
-fn openapi(request: &Request) -> Response {
-    match request.method() {
+fn openapi(method: &Method) -> Response {
+    match method {
         Method::Get | Method::Head => Response::builder()
             .status(200)
             .header("content-type", "application/yaml")
             .body(OPENAPI)
             .build(),
-        _ => Problem::method_not_allowed("GET, HEAD").into(),
+        _ => SPEC.method_not_allowed().into(),
+    }
+}
+
+/// What the component reads from its Spin variables.
+pub struct Config {
+    pub db_url: String,
+    /// The public API's tokens: `api_token`, `api_token_next` (rotation), `api_read_token`.
+    pub api: Credentials,
+    /// notify-fn's base URL (scheme://host[:port]).
+    pub notify_url: String,
+    /// The token event-fn sends to notify-fn.
+    pub notify_token: String,
+    /// How long a write waits for notify-fn to take the hand-off.
+    pub notify_timeout: Duration,
+}
+
+impl Config {
+    fn load() -> Result<Self, String> {
+        let api = Credentials::load("events", API_TOKENS, variable)?;
+        let notify_token = variable("notify_token")?;
+        http_kit::check_token("notify_token", &notify_token)?;
+        let timeout = variable("notify_timeout_ms")?;
+        let timeout_ms = timeout
+            .parse()
+            .map_err(|_| format!("notify_timeout_ms {timeout:?} is not a number of milliseconds"))?;
+        Ok(Self {
+            db_url: variable("db_url")?,
+            api,
+            notify_url: variable("notify_url")?,
+            notify_token,
+            notify_timeout: Duration::from_millis(timeout_ms),
+        })
     }
 }

@@ -1,13 +1,9 @@
 //! `GET /events` parameters: filters, page size and the opaque keyset cursor.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http_kit::page::{DEFAULT_LIMIT, decode_cursor, encode_cursor, not_a_cursor, parse_limit};
+use http_kit::{FieldError, parse_id};
 
 use crate::domain::{EventDate, TITLE_MAX_CHARS, reject_nul};
-use crate::problem::FieldError;
-
-pub const DEFAULT_LIMIT: u8 = 50;
-pub const MAX_LIMIT: u8 = 200;
 
 /// The position after the last event of a page: pages continue at (date, id) after it, so a
 /// walk sees every event once however many are inserted meanwhile.
@@ -19,20 +15,14 @@ pub struct Cursor {
 
 impl Cursor {
     pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(format!("{}|{}", self.date, self.id))
+        encode_cursor(&format!("{}|{}", self.date, self.id))
     }
 
-    pub fn decode(text: &str) -> Result<Self, String> {
-        let invalid = || "is not a cursor this API issued".to_owned();
-        let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| invalid())?;
-        let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-        let (date, id) = text.split_once('|').ok_or_else(invalid)?;
-        let date = EventDate::parse(date).map_err(|_| invalid())?;
-        let id = id
-            .parse::<i64>()
-            .ok()
-            .filter(|id| *id > 0 && !text.contains('+'))
-            .ok_or_else(invalid)?;
+    pub fn decode(cursor: &str) -> Result<Self, String> {
+        let position = decode_cursor(cursor)?;
+        let (date, id) = position.split_once('|').ok_or_else(not_a_cursor)?;
+        let date = EventDate::parse(date).map_err(|_| not_a_cursor())?;
+        let id = parse_id(id).ok_or_else(not_a_cursor)?;
         Ok(Self { date, id })
     }
 }
@@ -69,9 +59,9 @@ impl ListQuery {
                     Ok(()) => list.title_contains = Some(value.into_owned()).filter(|q| !q.is_empty()),
                     Err(detail) => reject(detail),
                 },
-                "limit" => match value.parse::<u8>() {
-                    Ok(limit) if (1..=MAX_LIMIT).contains(&limit) => list.limit = limit,
-                    _ => reject(format!("must be a whole number from 1 to {MAX_LIMIT}")),
+                "limit" => match parse_limit(&value) {
+                    Ok(limit) => list.limit = limit,
+                    Err(detail) => reject(detail),
                 },
                 "cursor" => list.cursor = Cursor::decode(&value).map_err(&mut reject).ok(),
                 _ => {}
@@ -85,21 +75,19 @@ impl ListQuery {
         if errors.is_empty() { Ok(list) } else { Err(errors) }
     }
 
-    /// The query string of the page after `cursor`, with the same filters.
-    pub fn next_page(&self, cursor: Cursor) -> String {
-        let mut query = form_urlencoded::Serializer::new(String::new());
+    /// The filters as query parameters, for the link to the next page.
+    pub fn filters(&self) -> Vec<(&'static str, String)> {
+        let mut filters = Vec::new();
         if let Some(from) = self.from {
-            query.append_pair("from", &from.to_string());
+            filters.push(("from", from.to_string()));
         }
         if let Some(to) = self.to {
-            query.append_pair("to", &to.to_string());
+            filters.push(("to", to.to_string()));
         }
         if let Some(q) = &self.title_contains {
-            query.append_pair("q", q);
+            filters.push(("q", q.clone()));
         }
-        query.append_pair("limit", &self.limit.to_string());
-        query.append_pair("cursor", &cursor.encode());
-        query.finish()
+        filters
     }
 }
 
@@ -162,7 +150,12 @@ mod tests {
             date: EventDate::parse("2024-01-02").unwrap(),
             id: 7,
         };
-        let next = ListQuery::parse(&q.next_page(cursor)).unwrap();
+        let link = http_kit::page::next_link("/events", &q.filters(), q.limit, &cursor.encode());
+        let next_query = link
+            .strip_prefix("</events?")
+            .and_then(|rest| rest.strip_suffix(">; rel=\"next\""))
+            .unwrap();
+        let next = ListQuery::parse(next_query).unwrap();
         assert_eq!(next.cursor, Some(cursor));
         assert_eq!(next.from, q.from);
         assert_eq!(next.title_contains.as_deref(), Some("a b"));

@@ -1,39 +1,9 @@
-//! Reading what the client sent: the bearer token, JSON bodies, entity tags and headers.
+//! Reading what an events request sent beyond the token: its JSON body, entity tags and the
+//! idempotency key.
 
+use http_kit::{Problem, json_body};
 use serde_json::Value;
 use spin_sdk::http::Request;
-
-use crate::problem::Problem;
-
-/// Bodies larger than this are refused (413) before they are parsed.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
-
-/// Checks `Authorization: Bearer <token>` against the configured token in constant time.
-pub fn authenticate(request: &Request, expected: &str) -> Result<(), Problem> {
-    let Some(header) = request.header("authorization").and_then(|h| h.as_str()) else {
-        return Err(Problem::unauthorized("send Authorization: Bearer <token>", false));
-    };
-    let token = match header.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-        _ => {
-            return Err(Problem::unauthorized(
-                "the Authorization scheme must be Bearer",
-                true,
-            ));
-        }
-    };
-    if constant_time_eq(token.as_bytes(), expected.as_bytes()) {
-        Ok(())
-    } else {
-        Err(Problem::unauthorized("the bearer token is not valid", true))
-    }
-}
-
-/// Compares without an early exit, so the time taken does not reveal how much of a guess was
-/// right (only whether the lengths differ).
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
 
 /// The media types a body may be sent as.
 #[derive(Clone, Copy)]
@@ -42,43 +12,23 @@ pub enum Accepts {
     JsonOrMergePatch,
 }
 
-/// The body as JSON: size first (413), then presence (400), media type (415) and syntax (400).
-pub fn json_body(request: &Request, accepts: Accepts) -> Result<Value, Problem> {
-    let declared_length = request
-        .header("content-length")
-        .and_then(|h| h.as_str())
-        .and_then(|h| h.parse::<usize>().ok());
-    if declared_length.unwrap_or(0) > MAX_BODY_BYTES || request.body().len() > MAX_BODY_BYTES {
-        return Err(Problem::payload_too_large(MAX_BODY_BYTES));
-    }
-    if request.body().iter().all(u8::is_ascii_whitespace) {
-        return Err(Problem::invalid_field("", "a JSON body is required"));
-    }
-    let media_type = request
-        .header("content-type")
-        .and_then(|h| h.as_str())
-        .map(|h| {
-            h.split(';')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default();
-    let allowed = match accepts {
-        Accepts::Json => media_type == "application/json",
-        Accepts::JsonOrMergePatch => {
-            media_type == "application/json" || media_type == "application/merge-patch+json"
-        }
+/// What `PATCH` takes, announced with every 415 of this API (RFC 5789).
+const ACCEPT_PATCH: &str = "application/merge-patch+json, application/json";
+
+/// The body as JSON (400 when absent or malformed, 415 for another media type).
+pub fn json(request: &Request, accepts: Accepts) -> Result<Value, Problem> {
+    let body = match accepts {
+        Accepts::Json => json_body(request, &["application/json"], "application/json"),
+        Accepts::JsonOrMergePatch => json_body(
+            request,
+            &["application/json", "application/merge-patch+json"],
+            "application/merge-patch+json or application/json",
+        ),
     };
-    if !allowed {
-        return Err(Problem::unsupported_media_type(match accepts {
-            Accepts::Json => "application/json",
-            Accepts::JsonOrMergePatch => "application/merge-patch+json or application/json",
-        }));
-    }
-    serde_json::from_slice(request.body())
-        .map_err(|e| Problem::invalid_field("", &format!("the body is not valid JSON: {e}")))
+    body.map_err(|problem| match problem.status() {
+        415 => problem.with_header("accept-patch", ACCEPT_PATCH),
+        _ => problem,
+    })
 }
 
 /// The strong entity tag of an event version.
@@ -152,69 +102,23 @@ mod tests {
     }
 
     #[test]
-    fn bearer_tokens() {
-        assert!(authenticate(&request(&[("authorization", "Bearer s3cret")], ""), "s3cret").is_ok());
-        assert!(authenticate(&request(&[("authorization", "bearer s3cret")], ""), "s3cret").is_ok());
-        for bad in [
-            "Bearer s3cre",
-            "Bearer s3cretx",
-            "Basic s3cret",
-            "s3cret",
-            "Bearer ",
-        ] {
-            let problem = authenticate(&request(&[("authorization", bad)], ""), "s3cret").unwrap_err();
-            assert_eq!(problem.status(), 401, "{bad}");
+    fn unsupported_media_types_announce_what_patch_takes() {
+        let text = request(&[("content-type", "text/plain")], "{}");
+        for accepts in [Accepts::Json, Accepts::JsonOrMergePatch] {
+            let response = spin_sdk::http::Response::from(json(&text, accepts).unwrap_err());
+            assert_eq!(*response.status(), 415);
+            assert_eq!(
+                response.header("accept-patch").and_then(|h| h.as_str()),
+                Some(ACCEPT_PATCH)
+            );
         }
-        assert_eq!(
-            authenticate(&request(&[], ""), "s3cret").unwrap_err().status(),
-            401
-        );
-    }
-
-    #[test]
-    fn bodies() {
-        let json = [("content-type", "application/json; charset=utf-8")];
-        assert!(json_body(&request(&json, "{\"a\":1}"), Accepts::Json).is_ok());
-        assert_eq!(
-            json_body(&request(&json, ""), Accepts::Json)
-                .unwrap_err()
-                .status(),
-            400
-        );
-        assert_eq!(
-            json_body(&request(&json, "{"), Accepts::Json)
-                .unwrap_err()
-                .status(),
-            400
-        );
-        let big = format!("\"{}\"", "x".repeat(MAX_BODY_BYTES));
-        assert_eq!(
-            json_body(&request(&json, &big), Accepts::Json)
-                .unwrap_err()
-                .status(),
-            413
-        );
-        let text = [("content-type", "text/plain")];
-        assert_eq!(
-            json_body(&request(&text, "{}"), Accepts::Json)
-                .unwrap_err()
-                .status(),
-            415
-        );
-        assert_eq!(
-            json_body(&request(&[], "{}"), Accepts::Json)
-                .unwrap_err()
-                .status(),
-            415
-        );
-        let merge = [("content-type", "application/merge-patch+json")];
-        assert_eq!(
-            json_body(&request(&merge, "{}"), Accepts::Json)
-                .unwrap_err()
-                .status(),
-            415
-        );
-        assert!(json_body(&request(&merge, "{}"), Accepts::JsonOrMergePatch).is_ok());
+        let merge = request(&[("content-type", "application/merge-patch+json")], "{}");
+        assert!(json(&merge, Accepts::Json).is_err());
+        assert!(json(&merge, Accepts::JsonOrMergePatch).is_ok());
+        let empty = request(&[("content-type", "application/json")], "");
+        let response = spin_sdk::http::Response::from(json(&empty, Accepts::Json).unwrap_err());
+        assert_eq!(*response.status(), 400);
+        assert!(response.header("accept-patch").is_none());
     }
 
     #[test]

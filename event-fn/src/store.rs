@@ -3,9 +3,9 @@
 //! notification), so a change and its notification commit together or not at all.
 
 use chrono::NaiveDateTime;
-use spin_sdk::pg4::{self, Connection, DbValue, Decode, ParameterValue};
-
 use event_contract::ChangeType;
+use http_kit::{Page, Row, Rows, Unavailable};
+use spin_sdk::pg4::{Connection, ParameterValue};
 
 use crate::domain::{EventDate, EventDescription, EventInput, EventPatch, EventTitle};
 use crate::pagination::{Cursor, ListQuery};
@@ -20,24 +20,6 @@ pub struct Event {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub version: i64,
-}
-
-/// The database could not answer; details go to the log, not to the client.
-#[derive(Debug)]
-pub struct Unavailable;
-
-impl From<pg4::Error> for Unavailable {
-    fn from(error: pg4::Error) -> Self {
-        eprintln!("event-fn: database error: {error:?}");
-        Unavailable
-    }
-}
-
-impl From<pg4::PgError> for Unavailable {
-    fn from(error: pg4::PgError) -> Self {
-        eprintln!("event-fn: database error: {error:?}");
-        Unavailable
-    }
 }
 
 /// What a conditional write found.
@@ -56,77 +38,149 @@ pub enum CreateOutcome {
     KeyReused,
 }
 
-const EVENT_COLUMNS: &str = "id, title, description, date, created_at, updated_at, version";
+// Every statement returns at least one row (Spin 4.0.0-4.0.2 never returns from a query that
+// returns none): a look-up anchors on a one-row source, so "nothing" is a row of NULLs.
 
-/// A data-modifying CTE that writes the notification of a change: `changed` is the CTE whose
-/// RETURNING holds the event's columns after the change.
-fn outbox(change: ChangeType, changed: &str) -> String {
-    format!(
-        "outbox AS (
-             INSERT INTO notifications (type, event_id, title, description, date, event_created_at, event_updated_at)
-             SELECT '{}', id, title, description, date, created_at, updated_at FROM {changed}
-         )",
-        change.as_str()
+/// `$1` id.
+const GET_EVENT: &str = "
+    SELECT e.id, e.title, e.description, e.date, e.created_at, e.updated_at, e.version
+    FROM (VALUES (1)) AS one
+    LEFT JOIN events e ON e.id = $1";
+
+/// `$1` from, `$2` to, `$3` ILIKE pattern, `$4`/`$5` the (date, id) after which the page
+/// starts, `$6` rows to fetch.
+const LIST_EVENTS: &str = "
+    SELECT page.id, page.title, page.description, page.date, page.created_at, page.updated_at,
+           page.version
+    FROM (VALUES (1)) AS one
+    LEFT JOIN (
+        SELECT id, title, description, date, created_at, updated_at, version FROM events
+        WHERE ($1::date IS NULL OR date >= $1)
+          AND ($2::date IS NULL OR date <= $2)
+          AND ($3::text IS NULL OR title ILIKE $3)
+          AND ($4::date IS NULL OR (date, id) > ($4, $5::int8))
+        ORDER BY date, id
+        LIMIT $6
+    ) AS page ON true
+    ORDER BY page.date, page.id";
+
+/// `$1` title, `$2` description, `$3` date, `$4` idempotency key (or NULL), `$5` the request's
+/// fingerprint, `$6` the notification's type. The key claim, the insert, its notification (the
+/// outbox) and the replay look-up are one statement, so concurrent retries create one event.
+/// The first row: the new event (`first_request` NULL), or the key's first use; all NULL when
+/// a concurrent first use of the key is not visible yet.
+const CREATE_EVENT: &str = "
+    WITH fresh AS (
+        SELECT nextval(pg_get_serial_sequence('events', 'id')) AS id,
+               (now() AT TIME ZONE 'utc') AS at
+    ),
+    claim AS (
+        INSERT INTO idempotency_keys (key, request, event_id, created_at)
+        SELECT $4::text, $5::text, fresh.id, fresh.at FROM fresh WHERE $4::text IS NOT NULL
+        ON CONFLICT (key) DO UPDATE
+            SET request = EXCLUDED.request, event_id = EXCLUDED.event_id, created_at = EXCLUDED.created_at
+            WHERE idempotency_keys.created_at < EXCLUDED.created_at - interval '24 hours'
+        RETURNING key
+    ),
+    inserted AS (
+        INSERT INTO events (id, title, description, date, created_at, updated_at)
+        OVERRIDING SYSTEM VALUE
+        SELECT fresh.id, $1::text, $2::text, $3::date, fresh.at, fresh.at FROM fresh
+        WHERE $4::text IS NULL OR EXISTS (SELECT 1 FROM claim)
+        RETURNING id, title, description, date, created_at, updated_at
+    ),
+    outbox AS (
+        INSERT INTO notifications (type, event_id, title, description, date, event_created_at, event_updated_at)
+        SELECT $6::text, id, title, description, date, created_at, updated_at FROM inserted
+    ),
+    outcome AS (
+        SELECT id, created_at, NULL::text AS first_request FROM inserted
+        UNION ALL
+        SELECT event_id, created_at, request FROM idempotency_keys
+        WHERE key = $4::text AND NOT EXISTS (SELECT 1 FROM claim)
     )
-}
+    SELECT outcome.id, outcome.created_at, outcome.first_request
+    FROM (VALUES (1)) AS one
+    LEFT JOIN outcome ON true";
 
-pub struct Store {
-    connection: Connection,
-}
+/// `$1` id, `$2` the versions `If-Match` allows (NULL: any), `$3` title (NULL: keep),
+/// `$4` whether to set the description to `$5`, `$6` date (NULL: keep), `$7` the
+/// notification's type. A merge in the database, so a patch needs no prior read; a
+/// replacement is the patch that sets every field. `found` false: no such event; `id` NULL
+/// beside it: `If-Match` named another version.
+const UPDATE_EVENT: &str = "
+    WITH target AS (SELECT id FROM events WHERE id = $1),
+    updated AS (
+        UPDATE events SET title = COALESCE($3::text, title),
+            description = CASE WHEN $4::bool THEN $5::text ELSE description END,
+            date = COALESCE($6::date, date),
+            version = version + 1,
+            updated_at = (now() AT TIME ZONE 'utc')
+        WHERE id = $1 AND ($2::int8[] IS NULL OR version = ANY($2::int8[]))
+        RETURNING id, title, description, date, created_at, updated_at, version
+    ),
+    outbox AS (
+        INSERT INTO notifications (type, event_id, title, description, date, event_created_at, event_updated_at)
+        SELECT $7::text, id, title, description, date, created_at, updated_at FROM updated
+    )
+    SELECT EXISTS (SELECT 1 FROM target) AS found, updated.id, updated.title,
+           updated.description, updated.date, updated.created_at, updated.updated_at,
+           updated.version
+    FROM (VALUES (1)) AS one
+    LEFT JOIN updated ON true";
+
+/// `$1` id, `$2` the versions `If-Match` allows (NULL: any), `$3` the notification's type.
+const DELETE_EVENT: &str = "
+    WITH target AS (SELECT id FROM events WHERE id = $1),
+    deleted AS (
+        DELETE FROM events
+        WHERE id = $1 AND ($2::int8[] IS NULL OR version = ANY($2::int8[]))
+        RETURNING id, title, description, date, created_at, updated_at
+    ),
+    outbox AS (
+        INSERT INTO notifications (type, event_id, title, description, date, event_created_at, event_updated_at)
+        SELECT $3::text, id, title, description, date, created_at, updated_at FROM deleted
+    )
+    SELECT EXISTS (SELECT 1 FROM target) AS found, EXISTS (SELECT 1 FROM deleted) AS deleted";
+
+/// One request's connection.
+pub struct Store(Connection);
 
 impl Store {
     pub fn open(url: &str) -> Result<Self, Unavailable> {
-        Ok(Self {
-            connection: Connection::open(url)?,
-        })
+        http_kit::connect(url).map(Self)
     }
 
     pub fn get(&self, id: i64) -> Result<Option<Event>, Unavailable> {
-        let rows = self.connection.query(
-            &format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = $1"),
-            &[id.into()],
-        )?;
-        rows.rows.first().map(|row| event_at(row, 0)).transpose()
+        let result = self.0.query(GET_EVENT, &[id.into()])?;
+        Rows::of(&result).decode_first("id", event)
     }
 
-    /// One page in (date, id) order after the cursor, and whether more follow.
-    pub fn list(&self, query: &ListQuery) -> Result<(Vec<Event>, bool), Unavailable> {
+    /// One page in (date, id) order after the cursor.
+    pub fn list(&self, query: &ListQuery) -> Result<Page<Event>, Unavailable> {
         let (after_date, after_id) = match query.cursor {
             Some(Cursor { date, id }) => (Some(date.date()), Some(id)),
             None => (None, None),
         };
-        let rows = self.connection.query(
-            &format!(
-                "SELECT {EVENT_COLUMNS} FROM events
-                 WHERE ($1::date IS NULL OR date >= $1)
-                   AND ($2::date IS NULL OR date <= $2)
-                   AND ($3::text IS NULL OR title ILIKE $3)
-                   AND ($4::date IS NULL OR (date, id) > ($4, $5::int8))
-                 ORDER BY date, id
-                 LIMIT $6"
-            ),
+        let result = self.0.query(
+            LIST_EVENTS,
             &[
                 query.from.map(|d| d.date()).into(),
                 query.to.map(|d| d.date()).into(),
                 query.title_contains.as_deref().map(like_pattern).into(),
                 after_date.into(),
                 after_id.into(),
-                (i64::from(query.limit) + 1).into(),
+                Page::<Event>::fetch_size(query.limit).into(),
             ],
         )?;
-        let mut events = rows
-            .rows
-            .iter()
-            .map(|row| event_at(row, 0))
-            .collect::<Result<Vec<_>, _>>()?;
-        let more = events.len() > usize::from(query.limit);
-        events.truncate(usize::from(query.limit));
-        Ok((events, more))
+        Ok(Page::of(
+            Rows::of(&result).decode_found("id", event)?,
+            query.limit,
+        ))
     }
 
     /// Creates an event; with an idempotency key, a retry of the same request returns the first
-    /// result instead. The key claim, the insert and the replay lookup are one statement, so
-    /// concurrent retries create one event.
+    /// result instead.
     pub fn create(
         &self,
         input: &EventInput,
@@ -139,44 +193,18 @@ impl Store {
             input.date.date().into(),
             idempotency_key.map(str::to_owned).into(),
             fingerprint.clone().into(),
+            change(ChangeType::Created),
         ];
-        let statement = format!(
-            "WITH fresh AS (
-                SELECT nextval(pg_get_serial_sequence('events', 'id')) AS id,
-                       (now() AT TIME ZONE 'utc') AS at
-            ),
-            claim AS (
-                INSERT INTO idempotency_keys (key, request, event_id, created_at)
-                SELECT $4::text, $5::text, fresh.id, fresh.at FROM fresh WHERE $4::text IS NOT NULL
-                ON CONFLICT (key) DO UPDATE
-                    SET request = EXCLUDED.request, event_id = EXCLUDED.event_id, created_at = EXCLUDED.created_at
-                    WHERE idempotency_keys.created_at < EXCLUDED.created_at - interval '24 hours'
-                RETURNING key
-            ),
-            inserted AS (
-                INSERT INTO events (id, title, description, date, created_at, updated_at)
-                OVERRIDING SYSTEM VALUE
-                SELECT fresh.id, $1::text, $2::text, $3::date, fresh.at, fresh.at FROM fresh
-                WHERE $4::text IS NULL OR EXISTS (SELECT 1 FROM claim)
-                RETURNING {EVENT_COLUMNS}
-            ),
-            {}
-            SELECT id, created_at, NULL::text AS first_request FROM inserted
-            UNION ALL
-            SELECT event_id, created_at, request FROM idempotency_keys
-            WHERE key = $4::text AND NOT EXISTS (SELECT 1 FROM claim)",
-            outbox(ChangeType::Created, "inserted")
-        );
         // A concurrent first use of the same key commits after this statement's snapshot: the
         // statement then neither inserts nor sees it, and runs once more to read it.
         for _ in 0..2 {
-            let rows = self.connection.query(&statement, &params)?;
-            let Some(row) = rows.rows.first() else { continue };
-            let id: i64 = decode(&row[0])?;
-            let created_at: NaiveDateTime = decode(&row[1])?;
-            let first_request: Option<String> = decode(&row[2])?;
+            let result = self.0.query(CREATE_EVENT, &params)?;
+            let Some(row) = Rows::of(&result).found("id").next().transpose()? else {
+                continue;
+            };
+            let created_at: NaiveDateTime = row.get("created_at")?;
             let event = Event {
-                id,
+                id: row.get("id")?,
                 title: input.title.clone(),
                 description: input.description.clone(),
                 date: input.date,
@@ -184,7 +212,7 @@ impl Store {
                 updated_at: created_at,
                 version: 1,
             };
-            return Ok(match first_request {
+            return Ok(match row.get::<Option<String>>("first_request")? {
                 None => CreateOutcome::Created(event),
                 Some(first) if first == fingerprint => CreateOutcome::Replayed(event),
                 Some(_) => CreateOutcome::KeyReused,
@@ -201,32 +229,26 @@ impl Store {
         input: &EventInput,
         if_match: Option<&[i64]>,
     ) -> Result<WriteOutcome<Event>, Unavailable> {
-        self.update(
-            id,
-            if_match,
-            "title = $3::text, description = $4::text, date = $5::date",
-            vec![
-                input.title.as_str().to_owned().into(),
-                input.description.as_ref().map(|d| d.as_str().to_owned()).into(),
-                input.date.date().into(),
-            ],
-        )
+        let every_field = EventPatch {
+            title: Some(input.title.clone()),
+            description: Some(input.description.clone()),
+            date: Some(input.date),
+        };
+        self.patch(id, &every_field, if_match)
     }
 
-    /// Merges a patch into an event in the database, so the merge needs no prior read.
+    /// Merges a patch into an event if its version is one of `if_match` (any when `None`).
     pub fn patch(
         &self,
         id: i64,
         patch: &EventPatch,
         if_match: Option<&[i64]>,
     ) -> Result<WriteOutcome<Event>, Unavailable> {
-        self.update(
-            id,
-            if_match,
-            "title = COALESCE($3::text, title),
-             description = CASE WHEN $4::bool THEN $5::text ELSE description END,
-             date = COALESCE($6::date, date)",
-            vec![
+        let result = self.0.query(
+            UPDATE_EVENT,
+            &[
+                id.into(),
+                versions(if_match),
                 patch.title.as_ref().map(|t| t.as_str().to_owned()).into(),
                 patch.description.is_some().into(),
                 patch
@@ -235,66 +257,34 @@ impl Store {
                     .and_then(|d| d.as_ref().map(|d| d.as_str().to_owned()))
                     .into(),
                 patch.date.map(|d| d.date()).into(),
+                change(ChangeType::Updated),
             ],
-        )
-    }
-
-    fn update(
-        &self,
-        id: i64,
-        if_match: Option<&[i64]>,
-        assignments: &str,
-        mut values: Vec<ParameterValue>,
-    ) -> Result<WriteOutcome<Event>, Unavailable> {
-        let statement = format!(
-            "WITH target AS (SELECT id FROM events WHERE id = $1),
-             updated AS (
-                 UPDATE events SET {assignments},
-                     version = version + 1,
-                     updated_at = (now() AT TIME ZONE 'utc')
-                 WHERE id = $1 AND ($2::int8[] IS NULL OR version = ANY($2::int8[]))
-                 RETURNING {EVENT_COLUMNS}
-             ),
-             {}
-             SELECT EXISTS (SELECT 1 FROM target), updated.*
-             FROM (VALUES (1)) AS one LEFT JOIN updated ON true",
-            outbox(ChangeType::Updated, "updated")
-        );
-        let mut params = vec![id.into(), versions(if_match)];
-        params.append(&mut values);
-        let rows = self.connection.query(&statement, &params)?;
-        let row = rows.rows.first().ok_or(Unavailable)?;
-        let found: bool = decode(&row[0])?;
-        Ok(match (found, &row[1]) {
+        )?;
+        let row = Rows::of(&result).one()?;
+        Ok(match (row.get::<bool>("found")?, row.is_null("id")?) {
             (false, _) => WriteOutcome::NotFound,
-            (true, DbValue::DbNull) => WriteOutcome::PreconditionFailed,
-            (true, _) => WriteOutcome::Done(event_at(row, 1)?),
+            (true, true) => WriteOutcome::PreconditionFailed,
+            (true, false) => WriteOutcome::Done(event(row)?),
         })
     }
 
     pub fn delete(&self, id: i64, if_match: Option<&[i64]>) -> Result<WriteOutcome<()>, Unavailable> {
-        let statement = format!(
-            "WITH target AS (SELECT id FROM events WHERE id = $1),
-             deleted AS (
-                 DELETE FROM events
-                 WHERE id = $1 AND ($2::int8[] IS NULL OR version = ANY($2::int8[]))
-                 RETURNING {EVENT_COLUMNS}
-             ),
-             {}
-             SELECT EXISTS (SELECT 1 FROM target), EXISTS (SELECT 1 FROM deleted)",
-            outbox(ChangeType::Deleted, "deleted")
-        );
-        let rows = self
-            .connection
-            .query(&statement, &[id.into(), versions(if_match)])?;
-        let row = rows.rows.first().ok_or(Unavailable)?;
-        let (found, deleted): (bool, bool) = (decode(&row[0])?, decode(&row[1])?);
-        Ok(match (found, deleted) {
+        let result = self.0.query(
+            DELETE_EVENT,
+            &[id.into(), versions(if_match), change(ChangeType::Deleted)],
+        )?;
+        let row = Rows::of(&result).one()?;
+        Ok(match (row.get::<bool>("found")?, row.get::<bool>("deleted")?) {
             (false, _) => WriteOutcome::NotFound,
             (true, false) => WriteOutcome::PreconditionFailed,
             (true, true) => WriteOutcome::Done(()),
         })
     }
+}
+
+/// The notification type a write records in the outbox.
+fn change(change: ChangeType) -> ParameterValue {
+    change.as_str().to_owned().into()
 }
 
 fn versions(if_match: Option<&[i64]>) -> ParameterValue {
@@ -317,30 +307,24 @@ fn like_pattern(text: &str) -> String {
     pattern
 }
 
-fn decode<T: Decode>(value: &DbValue) -> Result<T, Unavailable> {
-    Ok(T::decode(value)?)
-}
-
-/// Reads the event whose columns start at `offset`, in `EVENT_COLUMNS` order.
-fn event_at(row: &[DbValue], offset: usize) -> Result<Event, Unavailable> {
-    let column = |i: usize| row.get(offset + i).ok_or(Unavailable);
-    let title: String = decode(column(1)?)?;
-    let description: Option<String> = decode(column(2)?)?;
+/// An event from a row with its columns (`id`, `title`, ... `version`).
+fn event(row: Row<'_>) -> Result<Event, Unavailable> {
     // The table's constraints hold what the API validates; a row that breaks them is a fault.
     let invalid = |what: &str| {
         eprintln!("event-fn: stored event has an invalid {what}");
         Unavailable
     };
     Ok(Event {
-        id: decode(column(0)?)?,
-        title: EventTitle::parse(&title).map_err(|_| invalid("title"))?,
-        description: description
+        id: row.get("id")?,
+        title: EventTitle::parse(&row.get::<String>("title")?).map_err(|_| invalid("title"))?,
+        description: row
+            .get::<Option<String>>("description")?
             .map(|d| EventDescription::parse(&d).map_err(|_| invalid("description")))
             .transpose()?,
-        date: EventDate::from_date(decode(column(3)?)?),
-        created_at: decode(column(4)?)?,
-        updated_at: decode(column(5)?)?,
-        version: decode(column(6)?)?,
+        date: EventDate::from_date(row.get("date")?),
+        created_at: row.get("created_at")?,
+        updated_at: row.get("updated_at")?,
+        version: row.get("version")?,
     })
 }
 

@@ -2,197 +2,139 @@
 
 use std::rc::Rc;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::NaiveDateTime;
-use event_contract::rfc3339_utc;
-use serde_json::{Value, json};
-use spin_sdk::http::{Method, Params, Request, Response, Router};
+use event_contract::{ChangeType, EventData, rfc3339_utc};
+use http_kit::page::{self, DEFAULT_LIMIT, Page, decode_cursor, encode_cursor, not_a_cursor, parse_limit};
+use http_kit::{FieldError, Problem, Reply, json_body, json_response, parse_id, route};
+use serde::Serialize;
+use spin_sdk::http::{Method, Params, Request, Response};
 
-use crate::Config;
-use crate::problem::{FieldError, Problem};
-use crate::store::{Delivery, Notification, NotificationFilter, Store, Subscription, Unavailable};
+use crate::model::{Attempt, Delivery, DeliveryStatus, Notification, NotificationFilter, Subscription};
+use crate::store::Store;
 use crate::subscription::NewSubscription;
+use crate::{Config, NOTIFICATION, NOTIFICATIONS, REDELIVER, SUBSCRIPTION, SUBSCRIPTIONS};
 
-const MAX_BODY_BYTES: usize = 64 * 1024;
-const DEFAULT_LIMIT: u8 = 50;
-const MAX_LIMIT: u8 = 200;
-
-type Reply = Result<Response, Problem>;
-
-/// Checks `Authorization: Bearer <expected>` in constant time.
-pub fn authenticate(request: &Request, expected: &str) -> Result<(), Problem> {
-    let Some(header) = request.header("authorization").and_then(|h| h.as_str()) else {
-        return Err(Problem::unauthorized("send Authorization: Bearer <token>", false));
-    };
-    let token = match header.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim().as_bytes(),
-        _ => {
-            return Err(Problem::unauthorized(
-                "the Authorization scheme must be Bearer",
-                true,
-            ));
-        }
-    };
-    let expected = expected.as_bytes();
-    let equal = token.len() == expected.len()
-        && token.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-    if equal {
-        Ok(())
-    } else {
-        Err(Problem::unauthorized("the bearer token is not valid", true))
+pub async fn subscriptions(config: Rc<Config>, request: Request, _: Params) -> Reply {
+    match request.method() {
+        Method::Get => list_subscriptions(&config),
+        Method::Post => create_subscription(&config, &request),
+        _ => Err(SUBSCRIPTIONS.method_not_allowed()),
     }
 }
 
-pub async fn route(config: Config, request: Request) -> Response {
-    let config = Rc::new(config);
-    let mut router = Router::new();
-    let shared = config.clone();
-    router.any("/subscriptions", move |request: Request, _: Params| {
-        respond(subscriptions(&shared, &request))
-    });
-    let shared = config.clone();
-    router.any("/subscriptions/:id", move |request: Request, params: Params| {
-        respond(subscription(
-            &shared,
-            &request,
-            params.get("id").unwrap_or_default(),
-        ))
-    });
-    let shared = config.clone();
-    router.any("/notifications", move |request: Request, _: Params| {
-        respond(notifications(&shared, &request))
-    });
-    let shared = config.clone();
-    router.any("/notifications/:id", move |request: Request, params: Params| {
-        respond(notification(
-            &shared,
-            &request,
-            params.get("id").unwrap_or_default(),
-        ))
-    });
-    router.any(
-        "/notifications/:id/redeliver",
-        move |request: Request, params: Params| {
-            respond(redeliver(&config, &request, params.get("id").unwrap_or_default()))
-        },
-    );
-    router.any("/*", |request: Request, _: Params| {
-        Response::from(Problem::not_found(format!(
-            "{} is not a resource of this API",
-            request.path()
-        )))
-    });
-    router.handle_async(request).await
-}
-
-fn respond(reply: Reply) -> Response {
-    reply.unwrap_or_else(Response::from)
-}
-
-impl From<Unavailable> for Problem {
-    fn from(_: Unavailable) -> Self {
-        Problem::unavailable()
+pub async fn subscription(config: Rc<Config>, request: Request, params: Params) -> Reply {
+    let id = route::id(&params, "subscription")?;
+    match request.method() {
+        Method::Get => get_subscription(&config, id),
+        Method::Delete => delete_subscription(&config, id),
+        _ => Err(SUBSCRIPTION.method_not_allowed()),
     }
+}
+
+pub async fn notifications(config: Rc<Config>, request: Request, _: Params) -> Reply {
+    match request.method() {
+        Method::Get => list_notifications(&config, &request),
+        _ => Err(NOTIFICATIONS.method_not_allowed()),
+    }
+}
+
+pub async fn notification(config: Rc<Config>, request: Request, params: Params) -> Reply {
+    if *request.method() != Method::Get {
+        return Err(NOTIFICATION.method_not_allowed());
+    }
+    get_notification(&config, route::id(&params, "notification")?)
+}
+
+pub async fn redeliver(config: Rc<Config>, request: Request, params: Params) -> Reply {
+    if *request.method() != Method::Post {
+        return Err(REDELIVER.method_not_allowed());
+    }
+    redeliver_notification(&config, route::id(&params, "notification")?)
 }
 
 fn open(config: &Config) -> Result<Store, Problem> {
     Ok(Store::open(&config.db_url)?)
 }
 
-fn subscriptions(config: &Config, request: &Request) -> Reply {
-    match request.method() {
-        Method::Get => {
-            let all: Vec<Value> = open(config)?
-                .subscriptions()?
-                .iter()
-                .map(|s| subscription_json(s, false))
-                .collect();
-            Ok(json_response(200, &Value::Array(all)))
-        }
-        Method::Post => {
-            let body = json_body(request)?;
-            let new = NewSubscription::parse(&body, config.allow_private_webhooks)
-                .map_err(|errors| Problem::invalid("the subscription is not valid", errors))?;
-            let created = open(config)?.create_subscription(&new.url, new.types.as_deref())?;
-            let mut response = json_response(201, &subscription_json(&created, true));
-            response.set_header("location", format!("/subscriptions/{}", created.id));
-            Ok(response)
-        }
-        _ => Err(Problem::method_not_allowed("GET, POST")),
+fn list_subscriptions(config: &Config) -> Reply {
+    let all = open(config)?.subscriptions()?;
+    let body: Vec<SubscriptionBody> = all.iter().map(|s| SubscriptionBody::of(s, false)).collect();
+    Ok(json_response(200, &body))
+}
+
+fn create_subscription(config: &Config, request: &Request) -> Reply {
+    let body = json_body(request, &["application/json"], "application/json")?;
+    let new = NewSubscription::parse(&body, config.allow_private_webhooks)
+        .map_err(|errors| Problem::invalid("the subscription is not valid", errors))?;
+    let created = open(config)?.create_subscription(&new.url, new.types.as_deref())?;
+    let mut response = json_response(201, &SubscriptionBody::of(&created, true));
+    response.set_header("location", format!("/subscriptions/{}", created.id));
+    Ok(response)
+}
+
+fn get_subscription(config: &Config, id: i64) -> Reply {
+    let found = open(config)?
+        .subscription(id)?
+        .ok_or_else(|| no_subscription(id))?;
+    Ok(json_response(200, &SubscriptionBody::of(&found, false)))
+}
+
+fn delete_subscription(config: &Config, id: i64) -> Reply {
+    match open(config)?.delete_subscription(id)? {
+        true => Ok(Response::builder().status(204).build()),
+        false => Err(no_subscription(id)),
     }
 }
 
-fn subscription(config: &Config, request: &Request, id: &str) -> Reply {
-    let id = parse_id(id).ok_or_else(|| Problem::not_found(format!("there is no subscription {id:?}")))?;
-    let missing = || Problem::not_found(format!("there is no subscription {id}"));
-    match request.method() {
-        Method::Get => {
-            let found = open(config)?.subscription(id)?.ok_or_else(missing)?;
-            Ok(json_response(200, &subscription_json(&found, false)))
-        }
-        Method::Delete => match open(config)?.delete_subscription(id)? {
-            true => Ok(Response::builder().status(204).build()),
-            false => Err(missing()),
-        },
-        _ => Err(Problem::method_not_allowed("GET, DELETE")),
-    }
-}
-
-fn notifications(config: &Config, request: &Request) -> Reply {
-    if *request.method() != Method::Get {
-        return Err(Problem::method_not_allowed("GET"));
-    }
+fn list_notifications(config: &Config, request: &Request) -> Reply {
     let filter = parse_filter(request.query())
         .map_err(|errors| Problem::invalid("the query parameters are not valid", errors))?;
-    let (found, more) = open(config)?.notifications(&filter)?;
-    let mut response = json_response(200, &Value::Array(found.iter().map(notification_json).collect()));
-    if let (true, Some(last)) = (more, found.last()) {
-        let mut next = form_urlencoded::Serializer::new(String::new());
+    let Page { items, more } = open(config)?.notifications(&filter)?;
+    let body: Vec<NotificationBody> = items.iter().map(NotificationBody::of).collect();
+    let mut response = json_response(200, &body);
+    if let (true, Some(last)) = (more, items.last()) {
+        let mut filters = Vec::new();
         if let Some(event_id) = filter.event_id {
-            next.append_pair("event_id", &event_id.to_string());
+            filters.push(("event_id", event_id.to_string()));
         }
-        if let Some(status) = &filter.status {
-            next.append_pair("status", status);
+        if let Some(status) = filter.status {
+            filters.push(("status", status.as_str().to_owned()));
         }
-        next.append_pair("limit", &filter.limit.to_string());
-        next.append_pair("cursor", &URL_SAFE_NO_PAD.encode(last.id.to_string()));
+        let cursor = encode_cursor(&last.id.to_string());
         response.set_header(
             "link",
-            format!("</notifications?{}>; rel=\"next\"", next.finish()),
+            page::next_link(NOTIFICATIONS.path, &filters, filter.limit, &cursor),
         );
     }
     Ok(response)
 }
 
-fn notification(config: &Config, request: &Request, id: &str) -> Reply {
-    if *request.method() != Method::Get {
-        return Err(Problem::method_not_allowed("GET"));
-    }
-    let id = parse_id(id).ok_or_else(|| Problem::not_found(format!("there is no notification {id:?}")))?;
+fn get_notification(config: &Config, id: i64) -> Reply {
     let (notification, deliveries) = open(config)?
         .notification(id)?
-        .ok_or_else(|| Problem::not_found(format!("there is no notification {id}")))?;
-    let mut body = notification_json(&notification);
-    body["deliveries"] = Value::Array(deliveries.iter().map(delivery_json).collect());
-    Ok(json_response(200, &body))
+        .ok_or_else(|| no_notification(id))?;
+    Ok(json_response(
+        200,
+        &NotificationDetail {
+            notification: NotificationBody::of(&notification),
+            deliveries: deliveries.iter().map(DeliveryBody::of).collect(),
+        },
+    ))
 }
 
-fn redeliver(config: &Config, request: &Request, id: &str) -> Reply {
-    if *request.method() != Method::Post {
-        return Err(Problem::method_not_allowed("POST"));
-    }
-    let id = parse_id(id).ok_or_else(|| Problem::not_found(format!("there is no notification {id:?}")))?;
+fn redeliver_notification(config: &Config, id: i64) -> Reply {
     match open(config)?.redeliver(id)? {
         true => Ok(Response::builder().status(202).build()),
-        false => Err(Problem::not_found(format!("there is no notification {id}"))),
+        false => Err(no_notification(id)),
     }
 }
 
-fn parse_id(text: &str) -> Option<i64> {
-    text.parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0 && id.to_string() == text)
+fn no_subscription(id: i64) -> Problem {
+    Problem::not_found(format!("there is no subscription {id}"))
+}
+
+fn no_notification(id: i64) -> Problem {
+    Problem::not_found(format!("there is no notification {id}"))
 }
 
 fn parse_filter(query: &str) -> Result<NotificationFilter, Vec<FieldError>> {
@@ -204,30 +146,23 @@ fn parse_filter(query: &str) -> Result<NotificationFilter, Vec<FieldError>> {
     };
     let mut errors = Vec::new();
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        let mut reject = |detail: &str| errors.push(FieldError::new(&name, detail));
         match name.as_ref() {
             "event_id" => match parse_id(&value) {
                 Some(id) => filter.event_id = Some(id),
-                None => errors.push(FieldError::new("event_id", "must be a positive integer")),
+                None => reject("must be a positive integer"),
             },
-            "status" => match value.as_ref() {
-                "pending" | "delivered" | "failed" => filter.status = Some(value.into_owned()),
-                _ => errors.push(FieldError::new("status", "must be pending, delivered or failed")),
+            "status" => match DeliveryStatus::parse(&value) {
+                Some(status) => filter.status = Some(status),
+                None => reject("must be pending, delivered or failed"),
             },
-            "limit" => match value.parse::<u8>() {
-                Ok(limit) if (1..=MAX_LIMIT).contains(&limit) => filter.limit = limit,
-                _ => errors.push(FieldError::new(
-                    "limit",
-                    &format!("must be a whole number from 1 to {MAX_LIMIT}"),
-                )),
+            "limit" => match parse_limit(&value) {
+                Ok(limit) => filter.limit = limit,
+                Err(detail) => reject(&detail),
             },
-            "cursor" => match URL_SAFE_NO_PAD
-                .decode(value.as_bytes())
-                .ok()
-                .and_then(|bytes| String::from_utf8(bytes).ok())
-                .and_then(|text| parse_id(&text))
-            {
+            "cursor" => match decode_cursor(&value).ok().and_then(|id| parse_id(&id)) {
                 Some(id) => filter.after_id = Some(id),
-                None => errors.push(FieldError::new("cursor", "is not a cursor this API issued")),
+                None => reject(&not_a_cursor()),
             },
             _ => {}
         }
@@ -239,75 +174,134 @@ fn parse_filter(query: &str) -> Result<NotificationFilter, Vec<FieldError>> {
     }
 }
 
-fn json_body(request: &Request) -> Result<Value, Problem> {
-    if request.body().len() > MAX_BODY_BYTES {
-        return Err(Problem::payload_too_large(MAX_BODY_BYTES));
-    }
-    if request.body().iter().all(u8::is_ascii_whitespace) {
-        return Err(Problem::invalid_field("", "a JSON body is required"));
-    }
-    let media_type = request.header("content-type").and_then(|h| h.as_str()).map(|h| {
-        h.split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase()
-    });
-    if media_type.as_deref() != Some("application/json") {
-        return Err(Problem::unsupported_media_type());
-    }
-    serde_json::from_slice(request.body())
-        .map_err(|e| Problem::invalid_field("", &format!("the body is not valid JSON: {e}")))
-}
-
-fn json_response(status: u16, body: &Value) -> Response {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .build()
-}
-
-fn timestamp(at: Option<NaiveDateTime>) -> Value {
-    at.map_or(Value::Null, |at| Value::String(rfc3339_utc(at)))
-}
-
 /// A subscription; its signing secret only when it is created.
-fn subscription_json(subscription: &Subscription, with_secret: bool) -> Value {
-    let mut body = json!({
-        "id": subscription.id,
-        "url": subscription.url,
-        "types": subscription.types,
-        "created_at": rfc3339_utc(subscription.created_at),
-    });
-    if with_secret {
-        body["secret"] = Value::String(subscription.secret.clone());
+#[derive(Serialize)]
+struct SubscriptionBody<'a> {
+    id: i64,
+    url: &'a str,
+    types: Option<&'a [ChangeType]>,
+    created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<&'a str>,
+}
+
+impl<'a> SubscriptionBody<'a> {
+    fn of(subscription: &'a Subscription, with_secret: bool) -> Self {
+        Self {
+            id: subscription.id,
+            url: &subscription.url,
+            types: subscription.types.as_deref(),
+            created_at: rfc3339_utc(subscription.created_at),
+            secret: with_secret.then_some(subscription.secret.as_str()),
+        }
     }
-    body
 }
 
-fn notification_json(notification: &Notification) -> Value {
-    json!({
-        "id": notification.id,
-        "type": notification.kind,
-        "event_id": notification.event.id,
-        "status": notification.status,
-        "created_at": rfc3339_utc(notification.created_at),
-        "data": notification.event,
-    })
+#[derive(Serialize)]
+struct NotificationBody<'a> {
+    id: i64,
+    #[serde(rename = "type")]
+    kind: ChangeType,
+    event_id: i64,
+    status: DeliveryStatus,
+    created_at: String,
+    data: &'a EventData,
 }
 
-fn delivery_json(delivery: &Delivery) -> Value {
-    json!({
-        "subscription_id": delivery.subscription_id,
-        "url": delivery.url,
-        "status": delivery.status,
-        "next_attempt_at": timestamp(delivery.next_attempt_at),
-        "attempts": delivery.attempts.iter().map(|a| json!({
-            "attempted_at": rfc3339_utc(a.attempted_at),
-            "status_code": a.status_code,
-            "error": a.error,
-            "next_attempt_at": timestamp(a.next_attempt_at),
-        })).collect::<Vec<_>>(),
-    })
+impl<'a> NotificationBody<'a> {
+    fn of(notification: &'a Notification) -> Self {
+        Self {
+            id: notification.id,
+            kind: notification.kind,
+            event_id: notification.event.id,
+            status: notification.status,
+            created_at: rfc3339_utc(notification.created_at),
+            data: &notification.event,
+        }
+    }
+}
+
+/// A notification with every delivery and attempt.
+#[derive(Serialize)]
+struct NotificationDetail<'a> {
+    #[serde(flatten)]
+    notification: NotificationBody<'a>,
+    deliveries: Vec<DeliveryBody<'a>>,
+}
+
+#[derive(Serialize)]
+struct DeliveryBody<'a> {
+    subscription_id: i64,
+    url: &'a str,
+    status: DeliveryStatus,
+    next_attempt_at: Option<String>,
+    attempts: Vec<AttemptBody<'a>>,
+}
+
+impl<'a> DeliveryBody<'a> {
+    fn of(delivery: &'a Delivery) -> Self {
+        Self {
+            subscription_id: delivery.subscription_id,
+            url: &delivery.url,
+            status: delivery.status,
+            next_attempt_at: timestamp(delivery.next_attempt_at),
+            attempts: delivery.attempts.iter().map(AttemptBody::of).collect(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct AttemptBody<'a> {
+    attempted_at: String,
+    status_code: Option<i32>,
+    error: Option<&'a str>,
+    next_attempt_at: Option<String>,
+}
+
+impl<'a> AttemptBody<'a> {
+    fn of(attempt: &'a Attempt) -> Self {
+        Self {
+            attempted_at: rfc3339_utc(attempt.attempted_at),
+            status_code: attempt.status_code,
+            error: attempt.error.as_deref(),
+            next_attempt_at: timestamp(attempt.next_attempt_at),
+        }
+    }
+}
+
+fn timestamp(at: Option<NaiveDateTime>) -> Option<String> {
+    at.map(rfc3339_utc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(query: &str) -> Vec<String> {
+        parse_filter(query)
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.field)
+            .collect()
+    }
+
+    #[test]
+    fn notification_filters() {
+        let filter = parse_filter("event_id=4&status=failed&limit=2&cursor=Nw").unwrap();
+        assert_eq!(filter.event_id, Some(4));
+        assert_eq!(filter.status, Some(DeliveryStatus::Failed));
+        assert_eq!((filter.limit, filter.after_id), (2, Some(7)));
+        assert_eq!(parse_filter("").unwrap().limit, DEFAULT_LIMIT);
+        for (query, field) in [
+            ("status=lost", "status"),
+            ("event_id=x", "event_id"),
+            ("event_id=07", "event_id"),
+            ("limit=0", "limit"),
+            ("cursor=%%%", "cursor"),
+            ("cursor=LTE", "cursor"),
+        ] {
+            assert_eq!(fields(query), [field], "{query}");
+        }
+    }
 }

@@ -2,15 +2,17 @@
 //! notifications, then attempts each due delivery once (concurrently, each bounded by the
 //! delivery timeout) and records the outcome.
 
-use std::pin::pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures::future::{Either, join_all, select};
+use event_contract::{ChangeType, EventData, rfc3339_utc};
+use futures::future::join_all;
+use http_kit::{Unavailable, with_timeout};
+use serde::Serialize;
 use spin_sdk::http::{Method, Request, Response, send};
 
 use crate::Config;
-use crate::sleep::sleep;
-use crate::store::{Job, Notification, Outcome, Store, Unavailable};
+use crate::model::{AttemptOutcome, Job, Notification};
+use crate::store::Store;
 use crate::webhook::{CloudEvent, message_id, signature};
 
 /// Notifications fanned out, and deliveries attempted, per round.
@@ -55,15 +57,21 @@ async fn deliver_while_requested(
         match deliver_due(store, config, holder, lease).await? {
             Pass::Done if store.release_dispatch(holder, Some(requests))? => return Ok(()),
             Pass::Done | Pass::MoreDue => {}
-            Pass::LeaseLost => return Ok(()),
+            Pass::LeaseLost => return lease_lost(),
         }
         match store.renew_dispatch(holder, lease)? {
             Some(counted) => requests = counted,
-            // The lease expired and another dispatch holds it now.
-            None => return Ok(()),
+            None => return lease_lost(),
         }
     }
     store.release_dispatch(holder, None)?;
+    Ok(())
+}
+
+/// The lease expired during this dispatch and another dispatch holds it now: this one stops.
+/// Worth a line, as it means a pass outlived the lease.
+fn lease_lost() -> Result<(), Unavailable> {
+    eprintln!("notify-fn: the dispatcher lease passed to another dispatch; this one stops");
     Ok(())
 }
 
@@ -92,19 +100,10 @@ async fn deliver_due(
         }
         // Fan-out made its deliveries due now, so this claim already includes them.
         let jobs = store.claim_due(BATCH, lease)?;
-        let results = join_all(jobs.iter().map(|job| attempt(job, config.delivery_timeout))).await;
-        for (job, (status_code, error)) in jobs.iter().zip(results) {
-            let outcome = match status_code {
-                Some(code) if (200..300).contains(&code) => Outcome::Delivered,
-                _ => match config
-                    .delivery_schedule
-                    .get(usize::try_from(job.failures).unwrap_or(usize::MAX))
-                {
-                    Some(delay) => Outcome::RetryAfter(*delay),
-                    None => Outcome::Failed,
-                },
-            };
-            store.record(job, status_code, error.as_deref(), &outcome)?;
+        let attempts = join_all(jobs.iter().map(|job| attempt(job, config.delivery_timeout))).await;
+        for (job, attempt) in jobs.iter().zip(attempts) {
+            let verdict = attempt.verdict(job.failures, &config.delivery_schedule);
+            store.record(job, &attempt, verdict)?;
         }
         // A batch that was not full means nothing more was due: stop without another round of
         // queries (what becomes due later is the next pass's or dispatch's).
@@ -124,32 +123,45 @@ fn holder_token() -> String {
     random.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-/// One structured JSON line per notification on stdout.
-fn log(notification: &Notification) {
-    let line = serde_json::json!({
-        "level": "info",
-        "message": "notification",
-        "notification_id": notification.id,
-        "type": notification.kind,
-        "event_id": notification.event.id,
-        "event": notification.event,
-        "created_at": event_contract::rfc3339_utc(notification.created_at),
-    });
-    println!("{line}");
+/// The log line of a notification.
+#[derive(Serialize)]
+struct LogLine<'a> {
+    level: &'static str,
+    message: &'static str,
+    notification_id: i64,
+    #[serde(rename = "type")]
+    kind: ChangeType,
+    event_id: i64,
+    event: &'a EventData,
+    created_at: String,
 }
 
-/// POSTs the signed CloudEvent; the status code, or why there is none.
-async fn attempt(job: &Job, timeout: Duration) -> (Option<u16>, Option<String>) {
+/// One structured JSON line per notification on stdout.
+fn log(notification: &Notification) {
+    let line = LogLine {
+        level: "info",
+        message: "notification",
+        notification_id: notification.id,
+        kind: notification.kind,
+        event_id: notification.event.id,
+        event: &notification.event,
+        created_at: rfc3339_utc(notification.created_at),
+    };
+    println!("{}", serde_json::to_string(&line).unwrap_or_default());
+}
+
+/// POSTs the signed CloudEvent, waiting at most `timeout` for the answer.
+async fn attempt(job: &Job, timeout: Duration) -> AttemptOutcome {
     let notification = &job.notification;
-    let time = event_contract::rfc3339_utc(notification.created_at);
+    let time = rfc3339_utc(notification.created_at);
     let body = match serde_json::to_vec(&CloudEvent::new(
         notification.id,
-        &notification.kind,
+        notification.kind,
         time,
         &notification.event,
     )) {
         Ok(body) => body,
-        Err(error) => return (None, Some(format!("cannot serialize the event: {error}"))),
+        Err(error) => return AttemptOutcome::NoAnswer(format!("cannot serialize the event: {error}")),
     };
     let id = message_id(notification.id);
     let timestamp = SystemTime::now()
@@ -158,7 +170,7 @@ async fn attempt(job: &Job, timeout: Duration) -> (Option<u16>, Option<String>) 
         .unwrap_or_default() as i64;
     let signature = match signature(&job.secret, &id, timestamp, &body) {
         Ok(signature) => signature,
-        Err(error) => return (None, Some(error)),
+        Err(error) => return AttemptOutcome::NoAnswer(error),
     };
     let request = Request::builder()
         .method(Method::Post)
@@ -169,9 +181,9 @@ async fn attempt(job: &Job, timeout: Duration) -> (Option<u16>, Option<String>) 
         .header("webhook-signature", signature)
         .body(body)
         .build();
-    match select(pin!(send::<_, Response>(request)), pin!(sleep(timeout))).await {
-        Either::Left((Ok(response), _)) => (Some(*response.status()), None),
-        Either::Left((Err(error), _)) => (None, Some(error.to_string())),
-        Either::Right(((), _)) => (None, Some(format!("no answer within {} ms", timeout.as_millis()))),
+    match with_timeout(send::<_, Response>(request), timeout).await {
+        Some(Ok(response)) => AttemptOutcome::Answered(*response.status()),
+        Some(Err(error)) => AttemptOutcome::NoAnswer(error.to_string()),
+        None => AttemptOutcome::NoAnswer(format!("no answer within {} ms", timeout.as_millis())),
     }
 }

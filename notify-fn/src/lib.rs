@@ -1,33 +1,100 @@
 //! notify-fn: notifications as a Spin HTTP component.
 //!
-//! Public API (bearer `api_token`): `/subscriptions` and `/notifications`. Internal route
-//! (bearer `notify_token`): `POST /notifications/dispatch`, called by event-fn's hand-off and
-//! a periodic trigger; it answers 202 at once and then delivers what is due (`dispatch`).
+//! This file is the route table. The public API (`api`: `/subscriptions`, `/notifications`)
+//! takes the API's tokens. The internal `POST /notifications/dispatch` (event-fn's hand-off and
+//! a periodic trigger) takes `notify_token`: it answers 202 at once, then delivers what is due
+//! (`dispatch`). Every request is authenticated from its headers before its body is read
+//! (`http_kit`).
 
 mod api;
 mod dispatch;
-mod problem;
-mod sleep;
+mod model;
 mod store;
 mod subscription;
 mod webhook;
 
+use std::rc::Rc;
 use std::time::Duration;
 
-use spin_sdk::http::conversions::TryFromIncomingRequest;
-use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, Request, Response, ResponseOutparam};
-use spin_sdk::http_component;
-use spin_sdk::variables;
+use http_kit::route::{self, Route};
+use http_kit::{API_TOKENS, Credentials, Incoming, Problem, TokenVariable, send_response, variable};
+use spin_sdk::http::{IncomingRequest, Method, Response, ResponseOutparam, Router};
 
-use crate::problem::Problem;
+const SUBSCRIPTIONS: Route = Route::new("/subscriptions", "GET, POST");
+const SUBSCRIPTION: Route = Route::new("/subscriptions/:id", "GET, DELETE");
+const NOTIFICATIONS: Route = Route::new("/notifications", "GET");
+const NOTIFICATION: Route = Route::new("/notifications/:id", "GET");
+const REDELIVER: Route = Route::new("/notifications/:id/redeliver", "POST");
+/// Internal: asks for a dispatch now (bearer `notify_token`).
+const DISPATCH: Route = Route::new("/notifications/dispatch", "POST");
 
-const DISPATCH_PATH: &str = "/notifications/dispatch";
+/// Every route this component serves (the end-to-end tests check openapi.yaml against it).
+pub const ROUTES: [Route; 6] = [
+    SUBSCRIPTIONS,
+    SUBSCRIPTION,
+    NOTIFICATIONS,
+    NOTIFICATION,
+    REDELIVER,
+    DISPATCH,
+];
+
+/// Spin's entry point. Only for WebAssembly: natively (the e2e tests link this crate for its
+/// `ROUTES`, next to event-fn) it would export the same symbol as event-fn's.
+#[cfg(target_arch = "wasm32")]
+#[spin_sdk::http_component]
+async fn entry(request: IncomingRequest, out: ResponseOutparam) {
+    handle(request, out).await
+}
+
+/// Answers one request; a dispatch goes on after its answer.
+pub async fn handle(request: IncomingRequest, out: ResponseOutparam) {
+    let incoming = Incoming::new(request);
+    let config = match Config::load() {
+        Ok(config) => Rc::new(config),
+        Err(error) => {
+            eprintln!("notify-fn: configuration: {error}");
+            return send_response(out, Problem::misconfigured().into()).await;
+        }
+    };
+    if incoming.path() == DISPATCH.path {
+        return dispatch(&config, &incoming, out).await;
+    }
+    let request = match incoming.read_authorized(&config.api).await {
+        Ok(request) => request,
+        Err(problem) => return send_response(out, problem.into()).await,
+    };
+    let mut router = Router::new();
+    router.any_async(SUBSCRIPTIONS.path, route::with(&config, api::subscriptions));
+    router.any_async(SUBSCRIPTION.path, route::with(&config, api::subscription));
+    router.any_async(NOTIFICATIONS.path, route::with(&config, api::notifications));
+    router.any_async(NOTIFICATION.path, route::with(&config, api::notification));
+    router.any_async(REDELIVER.path, route::with(&config, api::redeliver));
+    router.any("/*", route::unknown_path);
+    send_response(out, router.handle_async(request).await).await;
+}
+
+/// Answers first, so the caller (event-fn's hand-off, a CronJob) need not wait for webhooks;
+/// then delivers. The body is never read.
+async fn dispatch(config: &Config, incoming: &Incoming, out: ResponseOutparam) {
+    if let Err(problem) = incoming.authorize(&config.internal) {
+        return send_response(out, problem.into()).await;
+    }
+    if *incoming.method() != Method::Post {
+        return send_response(out, DISPATCH.method_not_allowed().into()).await;
+    }
+    send_response(out, Response::builder().status(202).build()).await;
+    if dispatch::dispatch(config).await.is_err() {
+        eprintln!("notify-fn: dispatch stopped: the database is unavailable");
+    }
+}
 
 /// What the component reads from its Spin variables.
 pub struct Config {
     pub db_url: String,
-    pub api_token: String,
-    pub notify_token: String,
+    /// The public API's tokens: `api_token`, `api_token_next` (rotation), `api_read_token`.
+    pub api: Credentials,
+    /// The internal route's tokens: `notify_token`, `notify_token_next` (rotation).
+    pub internal: Credentials,
     /// The delay before each retry; a delivery fails after the last.
     pub delivery_schedule: Vec<Duration>,
     pub delivery_timeout: Duration,
@@ -36,13 +103,21 @@ pub struct Config {
 
 impl Config {
     fn load() -> Result<Self, String> {
-        let get = |name: &str| variables::get(name).map_err(|e| format!("variable {name}: {e}"));
-        let schedule = get("delivery_schedule")?;
-        let timeout = get("delivery_timeout_ms")?;
+        let api = Credentials::load("notifications", API_TOKENS, variable)?;
+        let internal = Credentials::load(
+            "notifications",
+            &[
+                ("notify_token", TokenVariable::Required),
+                ("notify_token_next", TokenVariable::Optional),
+            ],
+            variable,
+        )?;
+        let schedule = variable("delivery_schedule")?;
+        let timeout = variable("delivery_timeout_ms")?;
         Ok(Self {
-            db_url: get("db_url")?,
-            api_token: get("api_token")?,
-            notify_token: get("notify_token")?,
+            db_url: variable("db_url")?,
+            api,
+            internal,
             delivery_schedule: parse_schedule(&schedule)
                 .map_err(|e| format!("delivery_schedule {schedule:?}: {e}"))?,
             delivery_timeout: Duration::from_millis(
@@ -50,7 +125,7 @@ impl Config {
                     .parse()
                     .map_err(|_| format!("delivery_timeout_ms {timeout:?} is not milliseconds"))?,
             ),
-            allow_private_webhooks: get("allow_private_webhooks")? == "true",
+            allow_private_webhooks: variable("allow_private_webhooks")? == "true",
         })
     }
 }
@@ -75,68 +150,6 @@ fn parse_schedule(text: &str) -> Result<Vec<Duration>, String> {
             })
         })
         .collect()
-}
-
-#[http_component]
-async fn handle_notifications(incoming: IncomingRequest, out: ResponseOutparam) {
-    let request = match Request::try_from_incoming_request(incoming).await {
-        Ok(request) => request,
-        Err(error) => {
-            eprintln!("notify-fn: unreadable request: {error}");
-            return respond(
-                out,
-                Problem::invalid_field("", "the request could not be read").into(),
-            )
-            .await;
-        }
-    };
-    let config = match Config::load() {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("notify-fn: configuration: {error}");
-            return respond(out, Problem::misconfigured().into()).await;
-        }
-    };
-    if request.path() == DISPATCH_PATH {
-        if let Err(problem) = api::authenticate(&request, &config.notify_token) {
-            return respond(out, problem.into()).await;
-        }
-        if *request.method() != spin_sdk::http::Method::Post {
-            return respond(out, Problem::method_not_allowed("POST").into()).await;
-        }
-        // Answer first: the caller (event-fn's hand-off, a CronJob) need not wait for webhooks.
-        respond(out, Response::builder().status(202).build()).await;
-        if dispatch::dispatch(&config).await.is_err() {
-            eprintln!("notify-fn: dispatch stopped: the database is unavailable");
-        }
-        return;
-    }
-    let response = match api::authenticate(&request, &config.api_token) {
-        Ok(()) => api::route(config, request).await,
-        Err(problem) => problem.into(),
-    };
-    respond(out, response).await;
-}
-
-async fn respond(out: ResponseOutparam, response: Response) {
-    let headers: Vec<(String, Vec<u8>)> = response
-        .headers()
-        .map(|(name, value)| (name.to_owned(), value.as_bytes().to_vec()))
-        .collect();
-    let fields = match Fields::from_list(&headers) {
-        Ok(fields) => fields,
-        Err(error) => {
-            eprintln!("notify-fn: invalid response headers: {error:?}");
-            Fields::new()
-        }
-    };
-    let outgoing = OutgoingResponse::new(fields);
-    if outgoing.set_status_code(*response.status()).is_err() {
-        eprintln!("notify-fn: invalid status {}", response.status());
-    }
-    if let Err(error) = out.set_with_body(outgoing, response.into_body()).await {
-        eprintln!("notify-fn: could not send the response: {error:?}");
-    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use event_contract::ChangeType;
 use serde_json::Value;
 
-use crate::problem::FieldError;
+use http_kit::FieldError;
 
 const MAX_URL_LENGTH: usize = 2048;
 

@@ -3,7 +3,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use event_contract::EventData;
+use event_contract::{ChangeType, EventData};
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha256;
@@ -16,14 +16,14 @@ pub struct CloudEvent<'a> {
     pub id: String,
     pub source: &'static str,
     #[serde(rename = "type")]
-    pub kind: &'a str,
+    pub kind: ChangeType,
     pub time: String,
     pub datacontenttype: &'static str,
     pub data: &'a EventData,
 }
 
 impl<'a> CloudEvent<'a> {
-    pub fn new(notification_id: i64, kind: &'a str, time: String, data: &'a EventData) -> Self {
+    pub fn new(notification_id: i64, kind: ChangeType, time: String, data: &'a EventData) -> Self {
         Self {
             specversion: "1.0",
             id: notification_id.to_string(),
@@ -83,7 +83,12 @@ mod tests {
             created_at: "2024-11-15T00:00:00.000000Z".into(),
             updated_at: "2024-11-15T00:00:00.000000Z".into(),
         };
-        let event = CloudEvent::new(9, "event.created", "2024-11-15T00:00:01.000000Z".into(), &data);
+        let event = CloudEvent::new(
+            9,
+            ChangeType::Created,
+            "2024-11-15T00:00:01.000000Z".into(),
+            &data,
+        );
         let json = serde_json::to_value(&event).unwrap();
         assert_eq!(json["specversion"], "1.0");
         assert_eq!(json["id"], "9");

@@ -115,9 +115,11 @@ pub fn database_name(url: &str) -> Result<String> {
 }
 
 /// The environment devhost runs every app test with, beyond the app's variables: the one
-/// place to switch a devhost mode on for the whole suite (e.g. `("DEVHOST_EMPTY_QUERY_TRAP",
-/// "1")`). Another runtime (`E2E_RUNTIME`) gets it too and ignores what it does not know.
-const APP_ENV: &[(&str, &str)] = &[];
+/// place to switch a devhost mode on for the whole suite. Another runtime (`E2E_RUNTIME`) gets
+/// it too and ignores what it does not know.
+/// - `DEVHOST_EMPTY_QUERY_TRAP`: a query that returns no rows traps, naming the statement, as
+///   Spin 4.0.0-4.0.2 hang forever on one (issue 16): any such query of the app fails a test.
+const APP_ENV: &[(&str, &str)] = &[("DEVHOST_EMPTY_QUERY_TRAP", "1")];
 
 /// The app's variables for a test: its database, the test tokens, webhooks to loopback
 /// allowed, and a retry schedule of fractions of a second; and `APP_ENV`.

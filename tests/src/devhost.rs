@@ -184,6 +184,11 @@ impl Devhost {
         }
     }
 
+    /// The devhost process's id (e.g. to read its memory in /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }

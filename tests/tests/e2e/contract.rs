@@ -1,5 +1,5 @@
 //! The API contract (issue 6): openapi.yaml against what is served. The spec is served as the
-//! file says; its paths are exactly the routes spin.toml and the components' routers serve,
+//! file says; its paths are exactly the routes spin.toml and the components' route tables serve,
 //! and each path's methods exactly those the app answers (every other method is 405 with
 //! `Allow` naming the spec's methods). Also the regression tests of what schemathesis found
 //! (tests/contract/run.sh).
@@ -199,55 +199,25 @@ fn collect_refs(value: &Value, into: &mut Vec<String>) {
     }
 }
 
-/// The routes the components' code registers: each router's patterns (`:id` written `{id}`)
-/// and the paths answered before routing (`const ..._PATH`).
-fn code_routes() -> Result<BTreeSet<String>> {
-    let root = e2e::workspace_root();
-    let mut routes = BTreeSet::new();
-    for file in [
-        "event-fn/src/lib.rs",
-        "notify-fn/src/lib.rs",
-        "notify-fn/src/api.rs",
-    ] {
-        let source = std::fs::read_to_string(root.join(file)).with_context(|| file.to_owned())?;
-        for marker in ["router.any(", "router.any_async("] {
-            for (at, _) in source.match_indices(marker) {
-                let rest = &source[at + marker.len()..];
-                let route = first_string_literal(rest)
-                    .with_context(|| format!("{file}: a route that is not a string literal"))?;
-                if route != "/*" {
-                    routes.insert(
-                        route
-                            .split('/')
-                            .map(|s| match s.strip_prefix(':') {
-                                Some(name) => format!("{{{name}}}"),
-                                None => s.to_owned(),
-                            })
-                            .collect::<Vec<_>>()
-                            .join("/"),
-                    );
-                }
-            }
-        }
-        for line in source.lines() {
-            if let Some(rest) = line.trim().strip_prefix("const ")
-                && rest.contains("_PATH: &str")
-            {
-                routes.insert(first_string_literal(rest).context("a _PATH constant")?);
-            }
-        }
-    }
-    ensure!(
-        routes.len() >= 8,
-        "found only {routes:?} in the sources: has the routing code changed shape?"
-    );
-    Ok(routes)
-}
-
-fn first_string_literal(text: &str) -> Option<String> {
-    let start = text.find('"')? + 1;
-    let end = start + text[start..].find('"')?;
-    Some(text[start..end].to_owned())
+/// The routes the components serve, from the route tables they export (`ROUTES`): each path
+/// (`:id` written `{id}`) with the methods it allows.
+fn code_routes() -> BTreeMap<String, BTreeSet<String>> {
+    event_fn::ROUTES
+        .iter()
+        .chain(&notify_fn::ROUTES)
+        .map(|route| {
+            let path = route
+                .path
+                .split('/')
+                .map(|s| match s.strip_prefix(':') {
+                    Some(name) => format!("{{{name}}}"),
+                    None => s.to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join("/");
+            (path, route.methods().map(str::to_owned).collect())
+        })
+        .collect()
 }
 
 /// spin.toml's HTTP routes.
@@ -273,14 +243,23 @@ fn route_serves(route: &str, path: &str) -> bool {
 #[e2e::test]
 fn spec_paths_are_the_routes_served() -> TestResult {
     let spec = spec()?;
-    let in_spec: BTreeSet<String> = spec_operations(&spec)?.into_keys().collect();
-    let in_code = code_routes()?;
+    let operations = spec_operations(&spec)?;
+    let in_spec: BTreeSet<String> = operations.keys().cloned().collect();
+    let routes = code_routes();
+    let in_code: BTreeSet<String> = routes.keys().cloned().collect();
     let missing: Vec<_> = in_code.difference(&in_spec).collect();
     let extra: Vec<_> = in_spec.difference(&in_code).collect();
     ensure!(
         missing.is_empty() && extra.is_empty(),
         "served but not in openapi.yaml: {missing:?}; in openapi.yaml but not routed by a component: {extra:?}"
     );
+    for (path, methods) in &routes {
+        ensure!(
+            operations.get(path) == Some(methods),
+            "{path}: the route table allows {methods:?}, openapi.yaml documents {:?}",
+            operations.get(path)
+        );
+    }
     let manifest = manifest_routes()?;
     for path in &in_spec {
         ensure!(

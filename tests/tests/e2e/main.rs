@@ -11,6 +11,8 @@ mod devhost;
 mod events;
 mod harness;
 mod notify;
+mod security;
+mod spin4;
 
 fn main() {
     e2e::run()

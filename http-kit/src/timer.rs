@@ -1,10 +1,11 @@
-//! A timer for the Spin executor, to bound how long a webhook attempt may take.
+//! Time limits on the Spin executor: a timer, and a future bounded by one.
 
 use std::future::Future;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures::future::{Either, select};
 use wasi::clocks::monotonic_clock;
 
 /// Completes after `duration`, waking the executor through a monotonic-clock pollable.
@@ -33,5 +34,13 @@ impl Future for Sleep {
         self._registration =
             Some(spin_executor::push_waker_and_get_token(pollable, context.waker().clone()).into());
         Poll::Pending
+    }
+}
+
+/// `future`'s output, or `None` when `limit` passes first (the future is then dropped).
+pub async fn with_timeout<F: Future>(future: F, limit: Duration) -> Option<F::Output> {
+    match select(pin!(future), pin!(sleep(limit))).await {
+        Either::Left((output, _)) => Some(output),
+        Either::Right(((), _)) => None,
     }
 }
