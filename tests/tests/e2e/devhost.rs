@@ -173,6 +173,26 @@ fn outbound_http_allowed_and_denied() -> TestResult {
     Ok(())
 }
 
+/// As Spin's client does, an outgoing request carries the URI's authority as `Host` (an
+/// HTTP/1.1 request without one is invalid, and Node's server refuses it with 400).
+#[e2e::test(devhost_only)]
+fn outbound_http_sends_the_authority_as_host() -> TestResult {
+    let server = StubServer::start();
+    let authority = format!("127.0.0.1:{}", server.port());
+    let devhost = Devhost::start(fixture().variable("allowed_http", &format!("http://{authority}")))?;
+    let answer = devhost
+        .get(&format!("/api/http?url=http://{authority}/somewhere"))?
+        .json()?;
+    assert_eq!(answer["status"], 200, "{answer}");
+    let received = server.received();
+    assert_eq!(received.len(), 1, "{received:#?}");
+    assert_eq!(
+        received[0].headers.get("host").and_then(|v| v.to_str().ok()),
+        Some(authority.as_str())
+    );
+    Ok(())
+}
+
 #[e2e::test(devhost_only)]
 fn postgres_allowed_and_denied() -> TestResult {
     let url = postgres().create_database()?;
