@@ -45,7 +45,7 @@ pub fn free_port() -> u16 {
 
 /// Kills the child when the thread that spawned it ends (our guards also kill it on drop):
 /// a harness that dies unexpectedly leaves no server behind.
-fn die_with_parent(command: &mut std::process::Command, signal: libc::c_int) {
+pub fn die_with_parent(command: &mut std::process::Command, signal: libc::c_int) {
     use std::os::unix::process::CommandExt;
     // SAFETY: prctl is async-signal-safe and touches only the child being set up.
     unsafe {
