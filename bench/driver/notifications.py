@@ -13,10 +13,11 @@ from .receiver import Receiver
 UNDELIVERED_SQL = "SELECT count(*) FROM notifications WHERE status <> 'delivered'"
 
 
-def subscribe(base_url: str, token: str, receiver: Receiver) -> dict:
+def subscribe(base_url: str, token: str, url: str) -> dict:
+    """Subscribes `url` to event.created."""
     try:
         status, _, body = http_request(base_url, "POST", "/subscriptions", token,
-                                       {"url": receiver.url, "types": ["event.created"]})
+                                       {"url": url, "types": ["event.created"]})
     except OSError as error:
         return {"ok": False, "status": None, "detail": str(error)}
     return {"ok": status == 201, "status": status, "detail": body.decode(errors="replace")[:300]}

@@ -1,4 +1,5 @@
-"""The webhook receiver: records when each event's first webhook arrived, answers 204 at once."""
+"""The webhook receiver: records when each event's first webhook arrived, answers 204 at once
+(or, as a slow subscriber, after `answer_after_s`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import time
 
 
 class Receiver:
-    def __init__(self):
+    def __init__(self, answer_after_s: float = 0.0):
+        self.answer_after_s = answer_after_s
         self.arrivals: dict[str, float] = {}
         self.count = 0
         self.lock = threading.Lock()
@@ -70,6 +72,8 @@ def _handler(receiver: Receiver):
                 body = _read_chunked(self.rfile)
             else:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
+            if receiver.answer_after_s:
+                time.sleep(receiver.answer_after_s)
             self.send_response(204)
             self.send_header("content-length", "0")
             self.end_headers()

@@ -10,7 +10,7 @@ import platform
 import subprocess
 from pathlib import Path
 
-from . import chart, targets, wrk
+from . import chart, isolation, targets, wrk
 from .common import ROOT, log
 from .scenarios import SCENARIOS
 
@@ -108,6 +108,8 @@ def print_table(doc: dict) -> None:
         print(f"cold start (launch -> first 200): warm cache {c['warm_cache']} ms, no cache {c.get('no_cache', '-')} ms")
     if "notification_latency" in m:
         print(f"notification latency: {m['notification_latency']}")
+    if "isolation" in m:
+        print(f"isolation: {isolation.summary(m['isolation'])}")
     print(f"load average at start {m['load_average_at_start']}, at end {m.get('load_average_at_end')} "
           f"(other work on this {os.cpu_count()}-CPU machine skews every figure)")
     print("\ntargets (reported, not enforced):")
@@ -171,6 +173,7 @@ def markdown(doc: dict) -> str:
                      f"({n['webhooks_matched']} of {n['posts']} matched) |")
     elif n:
         lines.append(f"| notification latency | not measured: {n.get('missed') or n} |")
+    lines += isolation_rows(m.get("isolation"))
     for component, size in (m.get("wasm_bytes") or {}).items():
         lines.append(f"| {component}.wasm | {num(size, ',')} bytes |")
     lines += ["", "| target (reported, not enforced) | goal | value | met |", "| --- | --- | --- | --- |"]
@@ -178,6 +181,22 @@ def markdown(doc: dict) -> str:
         met = "n/a" if t["met"] is None else ("yes" if t["met"] else "**no**")
         lines.append(f"| {t['target']} | {t['goal']} | {t['value']} | {met} |")
     return "\n".join(lines) + "\n"
+
+
+def isolation_rows(result: dict | None) -> list[str]:
+    """The healthy subscriber's figures, alone and beside the bad endpoints (measurement rows)."""
+    if not result:
+        return []
+    rows = []
+    for name, label in (("alone", "alone"), ("beside_bad_endpoints", "beside the bad endpoints")):
+        light, load = result[name]["light"], result[name]["load"]
+        rows.append(f"| isolation, healthy subscriber {label} | light load: p50 {light.get('p50_ms', '-')} ms, "
+                    f"p99 {light.get('p99_ms', '-')} ms ({light['webhooks_matched']} of {light['posts']}); "
+                    f"{load['connections']} connections: {load['writes_per_s']} writes/s, "
+                    f"{load.get('deliveries_per_s', '-')} deliveries/s ({load['delivered']} of {load['created']}) |")
+    rows.append(f"| isolation, beside ÷ alone | p99 x{result.get('p99_ratio', '-')}, "
+                f"deliveries/s x{result.get('throughput_ratio', '-')} ({result['description']}) |")
+    return rows
 
 
 def summary(doc: dict) -> int:

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import notifications, report, seed, statements, wrk
+from . import isolation, notifications, report, seed, statements, wrk
 from .client import http_request
 from .common import log
 from .postgres import Postgres
@@ -91,6 +91,7 @@ class Run:
             # At light load, before the load runs leave a backlog of deliveries behind.
             self.measure_notifications(app.base_url)
             self.load("app", app, MIX, dbs.app)
+        self.measure_isolation()
         with self.start_floor(dbs.floor) as floor:
             self.load("floor", floor, MIX, dbs.floor)
         with start_native(self.postgres.url(dbs.native), self.token, False, self.workdir) as native:
@@ -121,6 +122,7 @@ class Run:
                           ("floor", "needs the bench to start the floor beside the app"),
                           ("scale_scenarios", "need SQL access to seed 1,000,000 rows"),
                           ("statements_per_request", "needs the bench's own PostgreSQL"),
+                          ("isolation", "needs an app of the bench's own (it leaves failing subscriptions behind)"),
                           ("native_baseline", "runs only with the bench's own PostgreSQL")):
             self.check(name, "skipped", why)
 
@@ -241,7 +243,7 @@ class Run:
             self.check("cold_start", "failed", str(error))
 
     def measure_notifications(self, base_url: str) -> None:
-        sub = notifications.subscribe(base_url, self.token, self.receiver)
+        sub = notifications.subscribe(base_url, self.token, self.receiver.url)
         self.measurements["subscription"] = sub
         if not sub["ok"]:
             # 404: notify-fn does not offer subscriptions; anything else is a failure.
@@ -257,6 +259,21 @@ class Run:
                        f"{result['webhooks_matched']} of {result['created']} webhooks arrived within 10 s")
         else:
             self.check("notification_latency", "passed", f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms")
+
+
+    def measure_isolation(self) -> None:
+        """The scenario "one bad endpoint among N" (isolation), on an app and a database of its own."""
+        database = self.postgres.create_database()
+        try:
+            with self.start_app(database) as app:
+                result = isolation.measure(self.postgres, database, app.base_url, self.token, self.notify_token,
+                                           self.ids_file, 30 if self.settings.smoke else 500, self.settings.duration)
+        except Exception as error:  # noqa: BLE001 - reported as a failed check
+            self.check("isolation", "failed", str(error)[:500])
+            return
+        self.measurements["isolation"] = result
+        problems = isolation.failures(result)
+        self.check("isolation", "failed" if problems else "passed", "; ".join(problems) or isolation.summary(result))
 
 
 def log_entry(entry: dict) -> None:

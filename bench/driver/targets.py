@@ -87,6 +87,8 @@ TARGETS = [
     Target("deep page p50 ÷ first page p50 (1,000,000 rows)", "<=", 1.5, deep_page_ratio),
     Target("notification latency p99 at light load, ms", "<", 100, measurement("notification_latency", "p99_ms")),
     Target("notifications undelivered 120 s after the load", "<=", 0, undelivered),
+    Target("healthy subscriber's p99 beside bad endpoints ÷ alone (isolation)", "<=", 2,
+           measurement("isolation", "p99_ratio")),
     Target("cold start with a warm cache, median ms", "<", 100, measurement("cold_start_ms", "warm_cache_median")),
     Target("app peak RSS at the highest connection count, MB", "<", 150, peak_rss_mb),
     Target("errors", "<=", 0, errors),
