@@ -13,7 +13,7 @@ use spin_sdk::http::{Method, Request, Response, send};
 use crate::Config;
 use crate::model::{AttemptOutcome, Job, Notification};
 use crate::store::Store;
-use crate::webhook::{CloudEvent, message_id, signature};
+use crate::webhook::{CONTENT_TYPE, CloudEvent, USER_AGENT, message_id, signatures};
 
 /// Notifications fanned out, and deliveries attempted, per round.
 const BATCH: i64 = 50;
@@ -168,14 +168,18 @@ async fn attempt(job: &Job, timeout: Duration) -> AttemptOutcome {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default() as i64;
-    let signature = match signature(&job.secret, &id, timestamp, &body) {
+    let signature = match signatures(&[&job.secret], &id, timestamp, &body) {
         Ok(signature) => signature,
         Err(error) => return AttemptOutcome::NoAnswer(error),
     };
     let request = Request::builder()
         .method(Method::Post)
         .uri(&job.url)
-        .header("content-type", "application/json")
+        // The body is complete: with its length declared it is not sent chunked, which many
+        // receivers (Python's http.server, WSGI servers, gateways) cannot read.
+        .header("content-length", body.len().to_string())
+        .header("content-type", CONTENT_TYPE)
+        .header("user-agent", USER_AGENT)
         .header("webhook-id", id)
         .header("webhook-timestamp", timestamp.to_string())
         .header("webhook-signature", signature)

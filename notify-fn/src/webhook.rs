@@ -1,14 +1,18 @@
 //! What a webhook receiver gets: a CloudEvents 1.0 JSON event, signed as the Standard Webhooks
 //! specification says (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use event_contract::{ChangeType, EventData};
-use hmac::{Hmac, Mac};
 use serde::Serialize;
-use sha2::Sha256;
+use standardwebhooks::Webhook;
 
-pub const SECRET_PREFIX: &str = "whsec_";
+/// CloudEvents' structured content mode over HTTP: the whole event, attributes and data, is the
+/// JSON body, so a receiver needs no CloudEvents-specific headers and the signature covers
+/// every attribute. (Binary mode would put the attributes in `ce-*` headers, which the Standard
+/// Webhooks signature does not cover.)
+pub const CONTENT_TYPE: &str = "application/cloudevents+json; charset=utf-8";
+
+/// The `User-Agent` of every webhook request: the product and its version.
+pub const USER_AGENT: &str = concat!("event-platform-notify/", env!("CARGO_PKG_VERSION"));
 
 #[derive(Serialize)]
 pub struct CloudEvent<'a> {
@@ -41,19 +45,15 @@ pub fn message_id(notification_id: i64) -> String {
     format!("ntf_{notification_id}")
 }
 
-/// `v1,<base64 HMAC-SHA256 of "id.timestamp.body">` keyed with the secret's decoded bytes.
-pub fn signature(secret: &str, message_id: &str, timestamp: i64, body: &[u8]) -> Result<String, String> {
-    let key = secret.strip_prefix(SECRET_PREFIX).unwrap_or(secret);
-    let key = STANDARD
-        .decode(key)
-        .map_err(|e| format!("the signing secret is not base64: {e}"))?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).map_err(|e| e.to_string())?;
-    mac.update(message_id.as_bytes());
-    mac.update(b".");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    Ok(format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes())))
+/// The `webhook-signature` value: `v1,<base64 HMAC-SHA256 of "id.timestamp.body">` for each
+/// secret, space-separated (two while a rotated secret is still honoured), made by the
+/// Standard Webhooks reference crate.
+pub fn signatures(secrets: &[&str], message_id: &str, timestamp: i64, body: &[u8]) -> Result<String, String> {
+    let signed: Result<Vec<String>, _> = secrets
+        .iter()
+        .map(|secret| Webhook::new(secret).and_then(|webhook| webhook.sign(message_id, timestamp, body)))
+        .collect();
+    Ok(signed.map_err(|e| format!("cannot sign: {e}"))?.join(" "))
 }
 
 #[cfg(test)]
@@ -63,14 +63,27 @@ mod tests {
     #[test]
     fn standard_webhooks_reference_signature() {
         // The example of the Standard Webhooks specification.
-        let signature = signature(
-            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+        let id = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+        let body = br#"{"test": 2432232314}"#;
+        let signature =
+            signatures(&["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"], id, 1614265330, body).unwrap();
+        assert_eq!(signature, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+        // Two secrets, two signatures, the first secret's first.
+        let both = signatures(
+            &[
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            ],
+            id,
             1614265330,
-            br#"{"test": 2432232314}"#,
+            body,
         )
         .unwrap();
-        assert_eq!(signature, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+        let parts: Vec<&str> = both.split(' ').collect();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0], signature);
+        assert!(parts[1].starts_with("v1,") && parts[1] != signature);
+        assert!(signatures(&["whsec_not base64!"], id, 1, body).is_err());
     }
 
     #[test]

@@ -2,10 +2,12 @@
 //! database, the test tokens, a client that sends them, and the assertion every API error
 //! answer goes through.
 
+use std::time::{Duration, Instant};
+
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 
-use crate::{Devhost, DevhostOptions, HttpResponse, Postgres, postgres};
+use crate::{Devhost, DevhostOptions, HttpResponse, Postgres, StubServer, postgres};
 
 /// The API's bearer token. Tokens have at least 32 bytes: the components refuse shorter ones
 /// as a misconfiguration.
@@ -97,6 +99,69 @@ impl App {
             response.body
         );
         response.json()
+    }
+
+    /// POSTs `body` as JSON to `path`.
+    pub fn json_post(&self, path: &str, body: &Value) -> Result<HttpResponse> {
+        self.send(
+            "POST",
+            path,
+            &[("content-type", "application/json")],
+            Some(&body.to_string()),
+        )
+    }
+
+    /// Subscribes the receiver (to `types`, or all) and gives it the signing secret.
+    pub fn subscribe(&self, receiver: &StubServer, types: Option<&[&str]>) -> Result<Value> {
+        let mut body = json!({ "url": receiver.url() });
+        if let Some(types) = types {
+            body["types"] = json!(types);
+        }
+        let response = self.json_post("/subscriptions", &body)?;
+        ensure!(
+            response.status == 201,
+            "subscribe: {} {}",
+            response.status,
+            response.body
+        );
+        let subscription = response.json()?;
+        receiver.set_secret(subscription["secret"].as_str().context("secret")?);
+        Ok(subscription)
+    }
+
+    /// Calls dispatch until `done` holds for the notification, or fails after `seconds`.
+    pub fn dispatch_until(
+        &self,
+        seconds: u64,
+        done: impl Fn(&Value) -> bool,
+        notification_id: i64,
+    ) -> Result<Value> {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        loop {
+            self.dispatch()?;
+            std::thread::sleep(Duration::from_millis(100));
+            let notification = self.get(&format!("/notifications/{notification_id}"))?.json()?;
+            if done(&notification) {
+                return Ok(notification);
+            }
+            ensure!(Instant::now() < deadline, "timed out: {notification:#}");
+        }
+    }
+
+    /// Waits until no dispatch holds the dispatcher lease.
+    pub fn wait_until_no_dispatch(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self
+            .sql("SELECT coalesce(holder, '') FROM dispatcher")?
+            .is_empty()
+        {
+            ensure!(
+                Instant::now() < deadline,
+                "the dispatcher lease was never released"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
     }
 
     pub fn sql(&self, statement: &str) -> Result<String> {

@@ -7,6 +7,7 @@
 //! declared below.
 
 mod contract;
+mod delivery;
 mod devhost;
 mod events;
 mod harness;

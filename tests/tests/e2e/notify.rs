@@ -10,33 +10,6 @@ use e2e::{
 };
 use serde_json::{Value, json};
 
-fn json_post(app: &App, path: &str, body: &Value) -> Result<HttpResponse> {
-    app.send(
-        "POST",
-        path,
-        &[("content-type", "application/json")],
-        Some(&body.to_string()),
-    )
-}
-
-/// Subscribes the receiver (to `types`, or all) and gives it the signing secret.
-fn subscribe(app: &App, receiver: &WebhookReceiver, types: Option<&[&str]>) -> Result<Value> {
-    let mut body = json!({ "url": receiver.url() });
-    if let Some(types) = types {
-        body["types"] = json!(types);
-    }
-    let response = json_post(app, "/subscriptions", &body)?;
-    ensure!(
-        response.status == 201,
-        "subscribe: {} {}",
-        response.status,
-        response.body
-    );
-    let subscription = response.json()?;
-    receiver.set_secret(subscription["secret"].as_str().context("secret")?);
-    Ok(subscription)
-}
-
 fn notification_types(app: &App) -> Result<Vec<String>> {
     let rows = app.sql("SELECT coalesce(string_agg(type, ',' ORDER BY id), '') FROM notifications")?;
     Ok(rows
@@ -44,41 +17,6 @@ fn notification_types(app: &App) -> Result<Vec<String>> {
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .collect())
-}
-
-/// Calls dispatch until `done` holds for the notification, or fails after `seconds`.
-fn dispatch_until(
-    app: &App,
-    seconds: u64,
-    done: impl Fn(&Value) -> bool,
-    notification_id: i64,
-) -> Result<Value> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
-    loop {
-        app.dispatch()?;
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        let notification = app.get(&format!("/notifications/{notification_id}"))?.json()?;
-        if done(&notification) {
-            return Ok(notification);
-        }
-        ensure!(
-            std::time::Instant::now() < deadline,
-            "timed out: {notification:#}"
-        );
-    }
-}
-
-/// Waits until no dispatch holds the dispatcher lease.
-fn wait_until_no_dispatch(app: &App) -> Result<()> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !app.sql("SELECT coalesce(holder, '') FROM dispatcher")?.is_empty() {
-        ensure!(
-            std::time::Instant::now() < deadline,
-            "the dispatcher lease was never released"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    Ok(())
 }
 
 fn only_notification_id(app: &App) -> Result<i64> {
@@ -177,8 +115,8 @@ fn signed_cloudevents_reach_subscribers() -> TestResult {
     let app = App::start()?;
     let receiver = WebhookReceiver::start();
     let deletions = WebhookReceiver::start();
-    subscribe(&app, &receiver, None)?;
-    subscribe(&app, &deletions, Some(&["event.deleted"]))?;
+    app.subscribe(&receiver, None)?;
+    app.subscribe(&deletions, Some(&["event.deleted"]))?;
     let created = app.post(&json!({"title": "Launch", "description": "go", "date": "2024-11-15"}))?;
     assert_eq!(created.status, 201);
     let event = created.json()?;
@@ -217,7 +155,7 @@ fn signed_cloudevents_reach_subscribers() -> TestResult {
     let line = log_line(&log).context("the log line")?;
     assert_eq!(line["type"], "event.created");
     assert_eq!(line["event"], event);
-    let notification = dispatch_until(&app, 10, |n| n["status"] == "delivered", notification_id)?;
+    let notification = app.dispatch_until(10, |n| n["status"] == "delivered", notification_id)?;
     assert_eq!(notification["deliveries"][0]["attempts"][0]["status_code"], 200);
     assert_eq!(notification["data"], event);
 
@@ -235,11 +173,11 @@ fn signed_cloudevents_reach_subscribers() -> TestResult {
 fn retries_keep_the_webhook_id() -> TestResult {
     let app = App::start()?;
     let receiver = WebhookReceiver::start();
-    subscribe(&app, &receiver, None)?;
+    app.subscribe(&receiver, None)?;
     receiver.script(&[Answer::Status(500), Answer::Status(503)]);
     app.create("flaky", "2024-11-15")?;
     let notification_id = only_notification_id(&app)?;
-    let notification = dispatch_until(&app, 20, |n| n["status"] == "delivered", notification_id)?;
+    let notification = app.dispatch_until(20, |n| n["status"] == "delivered", notification_id)?;
     let received = receiver.received();
     assert_eq!(received.len(), 3, "{received:#?}");
     assert!(
@@ -270,11 +208,11 @@ fn unanswered_deliveries_fail_and_can_be_redelivered() -> TestResult {
             .variable("delivery_schedule", "100ms")
     })?;
     let receiver = WebhookReceiver::start();
-    subscribe(&app, &receiver, None)?;
+    app.subscribe(&receiver, None)?;
     receiver.script(&[Answer::Silence, Answer::Silence]);
     app.create("silent", "2024-11-15")?;
     let notification_id = only_notification_id(&app)?;
-    let failed = dispatch_until(&app, 20, |n| n["status"] == "failed", notification_id)?;
+    let failed = app.dispatch_until(20, |n| n["status"] == "failed", notification_id)?;
     let attempts = failed["deliveries"][0]["attempts"]
         .as_array()
         .context("attempts")?;
@@ -296,7 +234,7 @@ fn unanswered_deliveries_fail_and_can_be_redelivered() -> TestResult {
         None,
     )?;
     assert_eq!(redeliver.status, 202);
-    let delivered = dispatch_until(&app, 20, |n| n["status"] == "delivered", notification_id)?;
+    let delivered = app.dispatch_until(20, |n| n["status"] == "delivered", notification_id)?;
     assert_eq!(
         delivered["deliveries"][0]["attempts"].as_array().map(Vec::len),
         Some(3)
@@ -339,7 +277,7 @@ fn two_dispatchers_never_send_an_attempt_twice() -> TestResult {
         })
         .collect::<Result<_>>()?;
     let receiver = WebhookReceiver::start();
-    subscribe(&dispatchers[0], &receiver, None)?;
+    dispatchers[0].subscribe(&receiver, None)?;
     for n in 0..40 {
         writer.create(&format!("e{n}"), "2024-11-15")?;
     }
@@ -384,7 +322,7 @@ fn two_dispatchers_never_send_an_attempt_twice() -> TestResult {
 fn one_dispatch_at_a_time_and_a_vanished_one_is_replaced() -> TestResult {
     let app = App::start()?;
     let receiver = WebhookReceiver::start();
-    subscribe(&app, &receiver, None)?;
+    app.subscribe(&receiver, None)?;
     app.sql("UPDATE dispatcher SET holder = 'another', held_until = (now() AT TIME ZONE 'utc') + interval '1 hour'")?;
     let requests_before: i64 = app.sql("SELECT requests FROM dispatcher")?.parse()?;
     app.create("Held", "2024-11-15")?;
@@ -411,7 +349,7 @@ fn one_dispatch_at_a_time_and_a_vanished_one_is_replaced() -> TestResult {
     let received = receiver.wait_for(10, |r| !r.is_empty())?;
     assert_eq!(received[0].json()["data"]["title"], "Held");
     // ... and gives the lease up when done.
-    wait_until_no_dispatch(&app)
+    app.wait_until_no_dispatch()
 }
 
 /// A hand-off while a dispatch is busy is only counted, and the busy dispatch makes another
@@ -420,7 +358,7 @@ fn one_dispatch_at_a_time_and_a_vanished_one_is_replaced() -> TestResult {
 fn a_hand_off_during_a_pass_gets_another_pass() -> TestResult {
     let app = App::start()?;
     let receiver = WebhookReceiver::start();
-    subscribe(&app, &receiver, Some(&["event.created"]))?;
+    app.subscribe(&receiver, Some(&["event.created"]))?;
     // The first delivery is never answered: the pass waits for the attempt's timeout (1 s).
     receiver.script(&[Answer::Silence]);
     app.create("First", "2024-11-15")?;
@@ -467,13 +405,13 @@ fn split_deployment_with_notify_fn_down() -> TestResult {
     assert_eq!(events.get("/subscriptions")?.status, 404);
     assert_eq!(notify.get("/events")?.status, 404);
     let receiver = WebhookReceiver::start();
-    subscribe(&notify, &receiver, None)?;
+    notify.subscribe(&receiver, None)?;
     // Up: the hand-off over HTTP delivers at once.
     events.create("while up", "2024-11-15")?;
     receiver.wait_for(10, |r| r.len() == 1)?;
     // Stopped between dispatches (one killed mid-dispatch holds the dispatcher lease until it
     // expires, and tests have no periodic trigger to go on after that).
-    wait_until_no_dispatch(&notify)?;
+    notify.wait_until_no_dispatch()?;
 
     drop(notify);
     let started = std::time::Instant::now();
@@ -510,8 +448,7 @@ fn subscription_api_validation_and_auth() -> TestResult {
     let app = App::start_with(postgres(), |options| {
         options.variable("allow_private_webhooks", "false")
     })?;
-    let created = json_post(
-        &app,
+    let created = app.json_post(
         "/subscriptions",
         &json!({"url": "https://hooks.example.com/in", "types": ["event.created"]}),
     )?;
@@ -529,12 +466,9 @@ fn subscription_api_validation_and_auth() -> TestResult {
             .starts_with("whsec_")
     );
     assert_eq!(subscription["types"], json!(["event.created"]));
-    let other = json_post(
-        &app,
-        "/subscriptions",
-        &json!({"url": "https://hooks.example.com/all"}),
-    )?
-    .json()?;
+    let other = app
+        .json_post("/subscriptions", &json!({"url": "https://hooks.example.com/all"}))?
+        .json()?;
     assert_ne!(other["secret"], subscription["secret"]);
     assert_eq!(other["types"], Value::Null);
     // The secret is shown only at creation.
@@ -574,7 +508,7 @@ fn subscription_api_validation_and_auth() -> TestResult {
             "secret",
         ),
     ] {
-        assert_problem(&json_post(&app, "/subscriptions", &body)?, 400, &[field])
+        assert_problem(&app.json_post("/subscriptions", &body)?, 400, &[field])
             .with_context(|| body.to_string())?;
     }
     assert_problem(
@@ -637,7 +571,7 @@ fn notification_api_filters_and_pages() -> TestResult {
     assert_eq!(of_first[1]["data"]["title"], "a2");
     // Nobody subscribes: delivered as soon as dispatch has logged them.
     let last = only_notification_id(&app)?;
-    dispatch_until(&app, 10, |n| n["status"] == "delivered", last)?;
+    app.dispatch_until(10, |n| n["status"] == "delivered", last)?;
     assert_eq!(
         app.get("/notifications?status=delivered")?
             .json()?

@@ -137,17 +137,7 @@ fn both_tokens_of_a_realm_during_rotation() -> TestResult {
     assert_problem(&dispatch_with(&rolling, NEXT_TOKEN)?, 401, &[])?;
     // Stopped between dispatches: one killed mid-dispatch would hold the dispatcher lease until
     // it expires.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !rolling
-        .sql("SELECT coalesce(holder, '') FROM dispatcher")?
-        .is_empty()
-    {
-        ensure!(
-            Instant::now() < deadline,
-            "the dispatcher lease was never released"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    rolling.wait_until_no_dispatch()?;
     drop(rolling);
 
     let rolled = App {
