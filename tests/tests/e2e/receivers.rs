@@ -220,12 +220,7 @@ fn unix_now() -> f64 {
 
 /// Subscribes `url` to every type; the subscription's secret.
 fn subscribe(app: &App, url: &str) -> Result<String> {
-    let response = app.send(
-        "POST",
-        "/subscriptions",
-        &[("content-type", "application/json")],
-        Some(&json!({ "url": url }).to_string()),
-    )?;
+    let response = app.json_post("/subscriptions", &json!({ "url": url }))?;
     ensure!(
         response.status == 201,
         "subscribe: {} {}",
