@@ -9,10 +9,14 @@ use http_kit::{FieldError, Problem, Reply, json_body, json_response, parse_id, r
 use serde::Serialize;
 use spin_sdk::http::{Method, Params, Request, Response};
 
-use crate::model::{Attempt, Delivery, DeliveryStatus, Notification, NotificationFilter, Subscription};
-use crate::store::Store;
+use crate::model::{
+    Attempt, Delivery, DeliveryStatus, Health, Notification, NotificationFilter, Subscription,
+};
+use crate::store::{Redelivery, Store};
 use crate::subscription::NewSubscription;
-use crate::{Config, NOTIFICATION, NOTIFICATIONS, REDELIVER, SUBSCRIPTION, SUBSCRIPTIONS};
+use crate::{
+    Config, ENABLE, NOTIFICATION, NOTIFICATIONS, REDELIVER, ROTATE_SECRET, SUBSCRIPTION, SUBSCRIPTIONS,
+};
 
 pub async fn subscriptions(config: Rc<Config>, request: Request, _: Params) -> Reply {
     match request.method() {
@@ -29,6 +33,20 @@ pub async fn subscription(config: Rc<Config>, request: Request, params: Params) 
         Method::Delete => delete_subscription(&config, id),
         _ => Err(SUBSCRIPTION.method_not_allowed()),
     }
+}
+
+pub async fn enable(config: Rc<Config>, request: Request, params: Params) -> Reply {
+    if *request.method() != Method::Post {
+        return Err(ENABLE.method_not_allowed());
+    }
+    enable_subscription(&config, route::id(&params, "subscription")?)
+}
+
+pub async fn rotate_secret(config: Rc<Config>, request: Request, params: Params) -> Reply {
+    if *request.method() != Method::Post {
+        return Err(ROTATE_SECRET.method_not_allowed());
+    }
+    rotate_subscription_secret(&config, route::id(&params, "subscription")?)
 }
 
 pub async fn notifications(config: Rc<Config>, request: Request, _: Params) -> Reply {
@@ -58,7 +76,7 @@ fn open(config: &Config) -> Result<Store, Problem> {
 
 fn list_subscriptions(config: &Config) -> Reply {
     let all = open(config)?.subscriptions()?;
-    let body: Vec<SubscriptionBody> = all.iter().map(|s| SubscriptionBody::of(s, false)).collect();
+    let body: Vec<SubscriptionBody> = all.iter().map(|s| SubscriptionBody::of(s, None)).collect();
     Ok(json_response(200, &body))
 }
 
@@ -66,8 +84,8 @@ fn create_subscription(config: &Config, request: &Request) -> Reply {
     let body = json_body(request, &["application/json"], "application/json")?;
     let new = NewSubscription::parse(&body, config.allow_private_webhooks)
         .map_err(|errors| Problem::invalid("the subscription is not valid", errors))?;
-    let created = open(config)?.create_subscription(&new.url, new.types.as_deref())?;
-    let mut response = json_response(201, &SubscriptionBody::of(&created, true));
+    let (created, secret) = open(config)?.create_subscription(&new.url, new.types.as_deref())?;
+    let mut response = json_response(201, &SubscriptionBody::of(&created, Some(&secret)));
     response.set_header("location", format!("/subscriptions/{}", created.id));
     Ok(response)
 }
@@ -76,7 +94,21 @@ fn get_subscription(config: &Config, id: i64) -> Reply {
     let found = open(config)?
         .subscription(id)?
         .ok_or_else(|| no_subscription(id))?;
-    Ok(json_response(200, &SubscriptionBody::of(&found, false)))
+    Ok(json_response(200, &SubscriptionBody::of(&found, None)))
+}
+
+fn enable_subscription(config: &Config, id: i64) -> Reply {
+    let enabled = open(config)?
+        .enable_subscription(id)?
+        .ok_or_else(|| no_subscription(id))?;
+    Ok(json_response(200, &SubscriptionBody::of(&enabled, None)))
+}
+
+fn rotate_subscription_secret(config: &Config, id: i64) -> Reply {
+    let (rotated, secret) = open(config)?
+        .rotate_secret(id, config.secret_rotation_grace)?
+        .ok_or_else(|| no_subscription(id))?;
+    Ok(json_response(200, &SubscriptionBody::of(&rotated, Some(&secret))))
 }
 
 fn delete_subscription(config: &Config, id: i64) -> Reply {
@@ -124,8 +156,15 @@ fn get_notification(config: &Config, id: i64) -> Reply {
 
 fn redeliver_notification(config: &Config, id: i64) -> Reply {
     match open(config)?.redeliver(id)? {
-        true => Ok(Response::builder().status(202).build()),
-        false => Err(no_notification(id)),
+        Redelivery::Restarted => Ok(Response::builder().status(202).build()),
+        Redelivery::NotFound => Err(no_notification(id)),
+        Redelivery::Erased => Err(Problem::new(
+            409,
+            "Conflict",
+            format!(
+                "notification {id} cannot be delivered again: its event was deleted and its content erased"
+            ),
+        )),
     }
 }
 
@@ -174,25 +213,52 @@ fn parse_filter(query: &str) -> Result<NotificationFilter, Vec<FieldError>> {
     }
 }
 
-/// A subscription; its signing secret only when it is created.
+/// A subscription with its health; its signing secret only when it is created or rotated.
 #[derive(Serialize)]
 struct SubscriptionBody<'a> {
     id: i64,
     url: &'a str,
     types: Option<&'a [ChangeType]>,
     created_at: String,
+    disabled_at: Option<String>,
+    disabled_reason: Option<&'a str>,
+    previous_secret_expires_at: Option<String>,
+    health: HealthBody,
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<&'a str>,
 }
 
 impl<'a> SubscriptionBody<'a> {
-    fn of(subscription: &'a Subscription, with_secret: bool) -> Self {
+    fn of(subscription: &'a Subscription, secret: Option<&'a str>) -> Self {
         Self {
             id: subscription.id,
             url: &subscription.url,
             types: subscription.types.as_deref(),
             created_at: rfc3339_utc(subscription.created_at),
-            secret: with_secret.then_some(subscription.secret.as_str()),
+            disabled_at: timestamp(subscription.disabled.as_ref().map(|d| d.at)),
+            disabled_reason: subscription.disabled.as_ref().map(|d| d.reason.as_str()),
+            previous_secret_expires_at: timestamp(subscription.previous_secret_expires_at),
+            health: HealthBody::of(&subscription.health),
+            secret,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct HealthBody {
+    last_success_at: Option<String>,
+    failing_since: Option<String>,
+    consecutive_failed_attempts: i32,
+    consecutive_failed_deliveries: i32,
+}
+
+impl HealthBody {
+    fn of(health: &Health) -> Self {
+        Self {
+            last_success_at: timestamp(health.last_success_at),
+            failing_since: timestamp(health.failing_since),
+            consecutive_failed_attempts: health.failed_attempts,
+            consecutive_failed_deliveries: health.failed_deliveries,
         }
     }
 }
@@ -205,7 +271,8 @@ struct NotificationBody<'a> {
     event_id: i64,
     status: DeliveryStatus,
     created_at: String,
-    data: &'a EventData,
+    /// `None` once erased.
+    data: Option<&'a EventData>,
 }
 
 impl<'a> NotificationBody<'a> {
@@ -213,10 +280,10 @@ impl<'a> NotificationBody<'a> {
         Self {
             id: notification.id,
             kind: notification.kind,
-            event_id: notification.event.id,
+            event_id: notification.event_id,
             status: notification.status,
             created_at: rfc3339_utc(notification.created_at),
-            data: &notification.event,
+            data: notification.event.as_ref(),
         }
     }
 }
@@ -255,6 +322,8 @@ struct AttemptBody<'a> {
     attempted_at: String,
     status_code: Option<i32>,
     error: Option<&'a str>,
+    response_body: Option<&'a str>,
+    duration_ms: Option<i32>,
     next_attempt_at: Option<String>,
 }
 
@@ -264,6 +333,8 @@ impl<'a> AttemptBody<'a> {
             attempted_at: rfc3339_utc(attempt.attempted_at),
             status_code: attempt.status_code,
             error: attempt.error.as_deref(),
+            response_body: attempt.response_body.as_deref(),
+            duration_ms: attempt.duration_ms,
             next_attempt_at: timestamp(attempt.next_attempt_at),
         }
     }

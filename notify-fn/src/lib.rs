@@ -7,6 +7,7 @@
 //! (`http_kit`).
 
 mod api;
+mod destination;
 mod dispatch;
 mod model;
 mod store;
@@ -18,10 +19,13 @@ use std::time::Duration;
 
 use http_kit::route::{self, Route};
 use http_kit::{API_TOKENS, Credentials, Incoming, Problem, TokenVariable, send_response, variable};
+use model::DisablePolicy;
 use spin_sdk::http::{IncomingRequest, Method, Response, ResponseOutparam, Router};
 
 const SUBSCRIPTIONS: Route = Route::new("/subscriptions", "GET, POST");
 const SUBSCRIPTION: Route = Route::new("/subscriptions/:id", "GET, DELETE");
+const ENABLE: Route = Route::new("/subscriptions/:id/enable", "POST");
+const ROTATE_SECRET: Route = Route::new("/subscriptions/:id/rotate-secret", "POST");
 const NOTIFICATIONS: Route = Route::new("/notifications", "GET");
 const NOTIFICATION: Route = Route::new("/notifications/:id", "GET");
 const REDELIVER: Route = Route::new("/notifications/:id/redeliver", "POST");
@@ -29,9 +33,11 @@ const REDELIVER: Route = Route::new("/notifications/:id/redeliver", "POST");
 const DISPATCH: Route = Route::new("/notifications/dispatch", "POST");
 
 /// Every route this component serves (the end-to-end tests check openapi.yaml against it).
-pub const ROUTES: [Route; 6] = [
+pub const ROUTES: [Route; 8] = [
     SUBSCRIPTIONS,
     SUBSCRIPTION,
+    ENABLE,
+    ROTATE_SECRET,
     NOTIFICATIONS,
     NOTIFICATION,
     REDELIVER,
@@ -66,6 +72,8 @@ pub async fn handle(request: IncomingRequest, out: ResponseOutparam) {
     let mut router = Router::new();
     router.any_async(SUBSCRIPTIONS.path, route::with(&config, api::subscriptions));
     router.any_async(SUBSCRIPTION.path, route::with(&config, api::subscription));
+    router.any_async(ENABLE.path, route::with(&config, api::enable));
+    router.any_async(ROTATE_SECRET.path, route::with(&config, api::rotate_secret));
     router.any_async(NOTIFICATIONS.path, route::with(&config, api::notifications));
     router.any_async(NOTIFICATION.path, route::with(&config, api::notification));
     router.any_async(REDELIVER.path, route::with(&config, api::redeliver));
@@ -97,9 +105,21 @@ pub struct Config {
     pub internal: Credentials,
     /// The delay before each retry; a delivery fails after the last.
     pub delivery_schedule: Vec<Duration>,
+    /// How long one attempt may take, its answer's headers and body together.
     pub delivery_timeout: Duration,
+    /// Attempts in flight to one subscription at most (one while its last attempt failed).
+    pub delivery_concurrency: u32,
     pub allow_private_webhooks: bool,
+    pub disable: DisablePolicy,
+    /// How long a rotated-out secret still signs every delivery beside the new one.
+    pub secret_rotation_grace: Duration,
+    /// How long delivered notifications are kept.
+    pub retention: Duration,
 }
+
+/// The largest `delivery_concurrency`: the claim looks at most this many due deliveries of a
+/// subscription (a constant in its SQL, `LIMIT 64`, so that the planner's estimates stay small).
+pub const MAX_DELIVERY_CONCURRENCY: u32 = 64;
 
 impl Config {
     fn load() -> Result<Self, String> {
@@ -112,26 +132,59 @@ impl Config {
             ],
             variable,
         )?;
-        let schedule = variable("delivery_schedule")?;
-        let timeout = variable("delivery_timeout_ms")?;
+        let concurrency = number("delivery_concurrency")?;
+        if !(1..=MAX_DELIVERY_CONCURRENCY).contains(&concurrency) {
+            return Err(format!(
+                "delivery_concurrency {concurrency} is not between 1 and {MAX_DELIVERY_CONCURRENCY}"
+            ));
+        }
+        let retention_days = variable("retention_days")?;
+        let retention = retention_days
+            .parse::<f64>()
+            .ok()
+            .and_then(|days| Duration::try_from_secs_f64(days * 86_400.0).ok())
+            .ok_or_else(|| format!("retention_days {retention_days:?} is not a number of days"))?;
         Ok(Self {
             db_url: variable("db_url")?,
             api,
             internal,
-            delivery_schedule: parse_schedule(&schedule)
-                .map_err(|e| format!("delivery_schedule {schedule:?}: {e}"))?,
-            delivery_timeout: Duration::from_millis(
-                timeout
-                    .parse()
-                    .map_err(|_| format!("delivery_timeout_ms {timeout:?} is not milliseconds"))?,
-            ),
+            delivery_schedule: durations("delivery_schedule")?,
+            delivery_timeout: Duration::from_millis(number("delivery_timeout_ms")?.into()),
+            delivery_concurrency: concurrency,
             allow_private_webhooks: variable("allow_private_webhooks")? == "true",
+            disable: DisablePolicy {
+                failing_for: duration("disable_after_failing_for")?,
+                failed_deliveries: number("disable_after_failed_deliveries")?,
+            },
+            secret_rotation_grace: duration("secret_rotation_grace")?,
+            retention,
         })
     }
 }
 
-/// `5s,5m,30m,2h` → durations; units `ms`, `s`, `m`, `h`; empty for no retries.
-fn parse_schedule(text: &str) -> Result<Vec<Duration>, String> {
+/// A variable holding a whole number.
+fn number(name: &str) -> Result<u32, String> {
+    let text = variable(name)?;
+    text.parse()
+        .map_err(|_| format!("{name} {text:?} is not a whole number"))
+}
+
+/// A variable holding one duration (`90s`, `24h`, `5d`).
+fn duration(name: &str) -> Result<Duration, String> {
+    match durations(name)?.as_slice() {
+        [one] => Ok(*one),
+        _ => Err(format!("{name} must be one duration, such as 24h")),
+    }
+}
+
+/// A variable holding a comma-separated list of durations.
+fn durations(name: &str) -> Result<Vec<Duration>, String> {
+    let text = variable(name)?;
+    parse_durations(&text).map_err(|e| format!("{name} {text:?}: {e}"))
+}
+
+/// `5s,5m,30m,2h` → durations; units `ms`, `s`, `m`, `h`, `d`; empty for none.
+fn parse_durations(text: &str) -> Result<Vec<Duration>, String> {
     text.split(',')
         .map(str::trim)
         .filter(|part| !part.is_empty())
@@ -141,13 +194,15 @@ fn parse_schedule(text: &str) -> Result<Vec<Duration>, String> {
             let number: u64 = number
                 .parse()
                 .map_err(|_| format!("{part:?} does not start with a number"))?;
-            Ok(match unit {
-                "ms" => Duration::from_millis(number),
-                "s" => Duration::from_secs(number),
-                "m" => Duration::from_secs(number * 60),
-                "h" => Duration::from_secs(number * 3600),
-                _ => return Err(format!("{part:?}: the unit must be ms, s, m or h")),
-            })
+            let seconds = match unit {
+                "ms" => return Ok(Duration::from_millis(number)),
+                "s" => 1,
+                "m" => 60,
+                "h" => 3600,
+                "d" => 86_400,
+                _ => return Err(format!("{part:?}: the unit must be ms, s, m, h or d")),
+            };
+            Ok(Duration::from_secs(number.saturating_mul(seconds)))
         })
         .collect()
 }
@@ -157,17 +212,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn schedules() {
+    fn duration_lists() {
         assert_eq!(
-            parse_schedule("5s,5m,30m,2h,5h,10h").unwrap(),
+            parse_durations("5s,5m,30m,2h,5h,10h").unwrap(),
             [5, 300, 1800, 7200, 18000, 36000].map(Duration::from_secs)
         );
         assert_eq!(
-            parse_schedule("100ms, 1s").unwrap(),
-            [Duration::from_millis(100), Duration::from_secs(1)]
+            parse_durations("100ms, 1s, 5d").unwrap(),
+            [
+                Duration::from_millis(100),
+                Duration::from_secs(1),
+                Duration::from_secs(432_000)
+            ]
         );
-        assert!(parse_schedule("").unwrap().is_empty());
-        assert!(parse_schedule("5x").is_err());
-        assert!(parse_schedule("s").is_err());
+        assert!(parse_durations("").unwrap().is_empty());
+        assert!(parse_durations("5x").is_err());
+        assert!(parse_durations("s").is_err());
     }
 }

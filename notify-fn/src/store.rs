@@ -1,7 +1,16 @@
 //! notify-fn's SQL, through Spin's `pg4`: subscriptions, the outbox's notifications, their
-//! deliveries and attempts, and the dispatcher lease. One dispatch at a time holds the lease;
-//! claims also use `FOR UPDATE SKIP LOCKED` plus a lease per delivery, so dispatchers that
-//! overlap (after a lease expired) never send the same attempt twice.
+//! deliveries and attempts, the dispatcher lease, and retention.
+//!
+//! - Fan-out gives a notification a delivery per enabled subscription whose snapshot (taken when
+//!   it was created) did not see the notification's transaction committed: a subscription
+//!   receives exactly the changes committed after it was created, whatever the backlog.
+//! - A claim takes due deliveries round-robin across subscriptions, at most `concurrency` of
+//!   each in flight (one while its last attempt failed), counts the attempt, schedules the
+//!   retry, writes the attempt to the log, and hands each a fresh fencing token (`claim`).
+//! - A result is recorded only while its delivery still carries that token, and moves the
+//!   notification's counters and the subscription's health in the same statement.
+//! - A notification's status is a generated column of its counters, which every statement
+//!   changes by increments on the notification's row (sql/005_delivery.sql says why).
 //!
 //! Every query returns at least one row (Spin 4.0.0-4.0.2 never returns from a query that
 //! returns none): what may find nothing anchors on a one-row source, so "nothing" is a row of
@@ -15,106 +24,201 @@ use http_kit::{Page, Row, Rows, Unavailable};
 use spin_sdk::pg4::Connection;
 
 use crate::model::{
-    Attempt, AttemptOutcome, Delivery, DeliveryStatus, Job, Notification, NotificationFilter, Subscription,
-    Verdict,
+    AfterAttempt, Attempt, AttemptOutcome, Delivery, DeliveryStatus, Disabled, Health, Job, Notification,
+    NotificationFilter, Subscription, Verdict,
 };
 
-/// `$1` url, `$2` types (NULL: all). The signing secret is 32 bytes from two v4 UUIDs (244
-/// random bits from PostgreSQL's strong random source).
-const CREATE_SUBSCRIPTION: &str = "
-    INSERT INTO subscriptions (url, types, secret)
-    VALUES ($1, $2::text[], 'whsec_' || encode(decode(replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex'), 'base64'))
-    RETURNING id, url, types, secret, created_at";
+/// A subscription's columns as `subscription` decodes them (`s`: the subscriptions table); the
+/// secrets are not among them.
+macro_rules! subscription_columns {
+    () => {
+        "s.id, s.url, s.types, s.created_at, s.last_success_at, s.failing_since, s.failed_attempts,
+         s.failed_deliveries, s.disabled_at, s.disabled_reason,
+         CASE WHEN s.previous_secret_expires_at > (now() AT TIME ZONE 'utc')
+              THEN s.previous_secret_expires_at END AS previous_secret_expires_at"
+    };
+}
 
-const LIST_SUBSCRIPTIONS: &str = "
-    SELECT s.id, s.url, s.types, s.secret, s.created_at
-    FROM (VALUES (1)) AS one
-    LEFT JOIN subscriptions s ON true
-    ORDER BY s.id";
+/// A notification's columns as `notification` decodes them (`n`: the notifications table).
+macro_rules! notification_columns {
+    () => {
+        "n.id, n.type, n.status, n.created_at, n.event_id, n.title, n.description, n.date,
+         n.event_created_at, n.event_updated_at"
+    };
+}
+
+/// A new signing secret: 32 bytes from two v4 UUIDs (244 random bits from PostgreSQL's strong
+/// random source), as Standard Webhooks writes it.
+macro_rules! new_secret {
+    () => {
+        "'whsec_' || encode(decode(replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex'), 'base64')"
+    };
+}
+
+/// Adds the rows of the statement's `changes` CTE (`notification_id`, `pending`, `failed`:
+/// how many of its deliveries entered, or with a minus left, each state) to the notifications'
+/// counters, as increments on each notification's row.
+macro_rules! count_changes {
+    () => {
+        "counted AS (
+            UPDATE notifications n
+            SET pending_deliveries = n.pending_deliveries + c.pending,
+                failed_deliveries = n.failed_deliveries + c.failed
+            FROM (SELECT notification_id, sum(pending)::int4 AS pending, sum(failed)::int4 AS failed
+                  FROM changes GROUP BY notification_id) AS c
+            WHERE n.id = c.notification_id
+        )"
+    };
+}
+
+/// `$1` url, `$2` types (NULL: all).
+const CREATE_SUBSCRIPTION: &str = concat!(
+    "INSERT INTO subscriptions AS s (url, types, secret) VALUES ($1, $2::text[], ",
+    new_secret!(),
+    ") RETURNING s.secret, ",
+    subscription_columns!()
+);
+
+const LIST_SUBSCRIPTIONS: &str = concat!(
+    "SELECT ",
+    subscription_columns!(),
+    " FROM (VALUES (1)) AS one LEFT JOIN subscriptions s ON true ORDER BY s.id"
+);
 
 /// `$1` id.
-const GET_SUBSCRIPTION: &str = "
-    SELECT s.id, s.url, s.types, s.secret, s.created_at
-    FROM (VALUES (1)) AS one
-    LEFT JOIN subscriptions s ON s.id = $1";
+const GET_SUBSCRIPTION: &str = concat!(
+    "SELECT ",
+    subscription_columns!(),
+    " FROM (VALUES (1)) AS one LEFT JOIN subscriptions s ON s.id = $1"
+);
 
-/// `$1` id. Its deliveries go with it (`ON DELETE CASCADE`).
-const DELETE_SUBSCRIPTION: &str = "DELETE FROM subscriptions WHERE id = $1";
+/// `$1` id: deletes the subscription and its deliveries, pending ones included, taking them
+/// off their notifications' counters; whether it existed. A dispatcher with one of them in
+/// flight finds it gone when it records (and records nothing).
+const DELETE_SUBSCRIPTION: &str = concat!(
+    "WITH gone AS (DELETE FROM subscriptions WHERE id = $1 RETURNING id),
+    dropped AS (
+        DELETE FROM deliveries d USING gone WHERE d.subscription_id = gone.id
+        RETURNING d.notification_id, d.status
+    ),
+    changes AS (
+        SELECT notification_id, -(status = 'pending')::int4 AS pending, -(status = 'failed')::int4 AS failed
+        FROM dropped
+    ), ",
+    count_changes!(),
+    " SELECT EXISTS (SELECT 1 FROM gone) AS found"
+);
+
+/// `$1` id: enables the subscription; a disabled one starts its health afresh.
+const ENABLE_SUBSCRIPTION: &str = concat!(
+    "WITH enabled AS (
+        UPDATE subscriptions s SET
+            failing_since = CASE WHEN s.disabled_at IS NULL THEN s.failing_since END,
+            failed_attempts = CASE WHEN s.disabled_at IS NULL THEN s.failed_attempts ELSE 0 END,
+            failed_deliveries = CASE WHEN s.disabled_at IS NULL THEN s.failed_deliveries ELSE 0 END,
+            disabled_at = NULL, disabled_reason = NULL
+        WHERE s.id = $1
+        RETURNING ",
+    subscription_columns!(),
+    ") SELECT enabled.* FROM (VALUES (1)) AS one LEFT JOIN enabled ON true"
+);
+
+/// `$1` id, `$2` grace in seconds: a new secret; the one it replaces also signs until the grace
+/// ends (a secret rotated out earlier is dropped).
+const ROTATE_SECRET: &str = concat!(
+    "WITH rotated AS (
+        UPDATE subscriptions s SET previous_secret = s.secret,
+            previous_secret_expires_at = (now() AT TIME ZONE 'utc') + make_interval(secs => $2::float8),
+            secret = ",
+    new_secret!(),
+    " WHERE s.id = $1
+        RETURNING s.secret, ",
+    subscription_columns!(),
+    ") SELECT rotated.* FROM (VALUES (1)) AS one LEFT JOIN rotated ON true"
+);
 
 /// `$1` event id, `$2` status, `$3` the id after which the page starts (each NULL: any),
 /// `$4` rows to fetch.
-const LIST_NOTIFICATIONS: &str = "
-    SELECT page.id, page.type, page.status, page.created_at, page.event_id, page.title,
-           page.description, page.date, page.event_created_at, page.event_updated_at
-    FROM (VALUES (1)) AS one
+const LIST_NOTIFICATIONS: &str = concat!(
+    "SELECT ",
+    notification_columns!(),
+    " FROM (VALUES (1)) AS one
     LEFT JOIN (
-        SELECT id, type, status, created_at, event_id, title, description, date,
-               event_created_at, event_updated_at
-        FROM notifications
+        SELECT * FROM notifications
         WHERE ($1::int8 IS NULL OR event_id = $1)
           AND ($2::text IS NULL OR status = $2)
           AND ($3::int8 IS NULL OR id > $3)
         ORDER BY id
         LIMIT $4
-    ) AS page ON true
-    ORDER BY page.id";
+    ) AS n ON true
+    ORDER BY n.id"
+);
 
 /// `$1` id: the notification, a row per attempt of each delivery (a delivery without attempts
 /// has one row of NULL attempt columns, a notification without deliveries one of NULL
 /// delivery columns).
-const GET_NOTIFICATION: &str = "
-    SELECT n.id, n.type, n.status, n.created_at, n.event_id, n.title, n.description, n.date,
-           n.event_created_at, n.event_updated_at,
-           d.id AS delivery_id, d.subscription_id, s.url, d.status AS delivery_status,
-           d.next_attempt_at AS delivery_next_attempt_at,
-           a.attempted_at, a.status_code, a.error, a.next_attempt_at AS attempt_next_attempt_at
+const GET_NOTIFICATION: &str = concat!(
+    "SELECT ",
+    notification_columns!(),
+    ", d.id AS delivery_id, d.subscription_id, s.url, d.status AS delivery_status,
+       d.next_attempt_at AS delivery_next_attempt_at,
+       a.attempted_at, a.status_code, a.error, a.response_body, a.duration_ms,
+       a.next_attempt_at AS attempt_next_attempt_at
     FROM (VALUES (1)) AS one
     LEFT JOIN notifications n ON n.id = $1
     LEFT JOIN deliveries d ON d.notification_id = n.id
     LEFT JOIN subscriptions s ON s.id = d.subscription_id
     LEFT JOIN delivery_attempts a ON a.delivery_id = d.id
-    ORDER BY d.id, a.id";
+    ORDER BY d.id, a.id"
+);
 
-/// `$1` id: starts its failed deliveries again from the first attempt; whether it exists.
-const REDELIVER: &str = "
-    WITH target AS (SELECT id FROM notifications WHERE id = $1),
+/// `$1` id: starts its failed deliveries again from the first attempt, unless its content was
+/// erased; whether it exists, and whether it was erased.
+const REDELIVER: &str = concat!(
+    "WITH target AS (SELECT id, title IS NULL AS erased FROM notifications WHERE id = $1),
     restarted AS (
-        UPDATE deliveries SET status = 'pending', failures = 0,
-            next_attempt_at = (now() AT TIME ZONE 'utc'), leased_until = NULL
-        WHERE notification_id = $1 AND status = 'failed'
-        RETURNING id
+        UPDATE deliveries d SET status = 'pending', failures = 0,
+            next_attempt_at = (now() AT TIME ZONE 'utc'), leased_until = NULL, claim = NULL
+        FROM target
+        WHERE d.notification_id = target.id AND NOT target.erased AND d.status = 'failed'
+        RETURNING d.notification_id
     ),
-    reopened AS (
-        UPDATE notifications SET status = 'pending'
-        WHERE id = $1 AND EXISTS (SELECT 1 FROM restarted)
-    )
-    SELECT EXISTS (SELECT 1 FROM target) AS found";
+    changes AS (SELECT notification_id, 1 AS pending, -1 AS failed FROM restarted), ",
+    count_changes!(),
+    " SELECT target.id IS NOT NULL AS found, coalesce(target.erased, false) AS erased
+    FROM (VALUES (1)) AS one LEFT JOIN target ON true"
+);
 
-/// `$1` how many: claims notifications not yet fanned out, creates a delivery for each
-/// matching subscription and marks them fanned out (delivered at once when nobody
-/// subscribes to their type).
-const FAN_OUT: &str = "
-    WITH claimed AS (
+/// `$1` how many: claims notifications not yet fanned out, creates a delivery for each enabled
+/// subscription that takes their type and did not exist when their change committed, and
+/// marks them fanned out (delivered at once when nobody gets them). The subscriptions are
+/// locked `FOR KEY SHARE`, so one deleted meanwhile is passed over (a delete waits for the
+/// lock, or the lock finds it gone) instead of failing the statement on the foreign key.
+const FAN_OUT: &str = concat!(
+    "WITH claimed AS (
         SELECT id FROM notifications WHERE fanned_out_at IS NULL
         ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+    ),
+    live AS (
+        SELECT id, types, snapshot FROM subscriptions WHERE disabled_at IS NULL FOR KEY SHARE
     ),
     fanned AS (
         INSERT INTO deliveries (notification_id, subscription_id)
         SELECT n.id, s.id FROM notifications n
         JOIN claimed c ON c.id = n.id
-        JOIN subscriptions s ON s.types IS NULL OR n.type = ANY (s.types)
+        JOIN live s ON (s.types IS NULL OR n.type = ANY (s.types))
+            AND NOT pg_visible_in_snapshot(n.xid, s.snapshot)
         ON CONFLICT DO NOTHING
+        RETURNING notification_id
     ),
     marked AS (
         UPDATE notifications n SET fanned_out_at = (now() AT TIME ZONE 'utc'),
-            status = CASE WHEN EXISTS (
-                SELECT 1 FROM subscriptions s WHERE s.types IS NULL OR n.type = ANY (s.types)
-            ) THEN 'pending' ELSE 'delivered' END
+            pending_deliveries = (SELECT count(*) FROM fanned f WHERE f.notification_id = n.id)
         FROM claimed c WHERE n.id = c.id
-        RETURNING n.id, n.type, n.status, n.created_at, n.event_id, n.title, n.description,
-                  n.date, n.event_created_at, n.event_updated_at
-    )
-    SELECT marked.* FROM (VALUES (1)) AS one LEFT JOIN marked ON true ORDER BY marked.id";
+        RETURNING ",
+    notification_columns!(),
+    ") SELECT marked.* FROM (VALUES (1)) AS one LEFT JOIN marked ON true ORDER BY marked.id"
+);
 
 /// `$1` holder, `$2` lease in seconds: counts a dispatch request, and gives the lease to
 /// `$1` when nobody holds it. `requests` NULL: the dispatcher row is missing.
@@ -140,62 +244,196 @@ const RENEW_DISPATCH: &str = "
     )
     SELECT renewed.requests FROM (VALUES (1)) AS one LEFT JOIN renewed ON true";
 
+/// `$1` holder: the requests counted so far, without writing. NULL: the lease has passed to
+/// another.
+const DISPATCH_REQUESTS: &str = "
+    SELECT d.requests FROM (VALUES (1)) AS one LEFT JOIN dispatcher d ON d.holder = $1";
+
 /// `$1` holder, `$2` the requests counted when it last looked (NULL: give up regardless).
 const RELEASE_DISPATCH: &str = "
     UPDATE dispatcher SET holder = NULL, held_until = '-infinity'
     WHERE holder = $1 AND ($2::int8 IS NULL OR requests = $2::int8)";
 
-/// `$1` how many, `$2` lease in seconds: claims due deliveries for one attempt each.
-const CLAIM_DUE: &str = "
-    WITH due AS (
-        SELECT id FROM deliveries
-        WHERE status = 'pending' AND next_attempt_at <= (now() AT TIME ZONE 'utc')
-          AND (leased_until IS NULL OR leased_until < (now() AT TIME ZONE 'utc'))
-        ORDER BY next_attempt_at LIMIT $1
-        FOR UPDATE SKIP LOCKED
+/// `$1` how many, `$2` lease in seconds, `$3` attempts in flight per subscription, `$4` the
+/// retry schedule in milliseconds.
+///
+/// `room`: each enabled subscription's free slots (`$3`, or 1 while its last attempt failed,
+/// less its deliveries leased now). `waiting`: its first due deliveries, numbered (`turn`), up
+/// to its free slots. `due`: the first `$1` by turn, then age (round-robin across
+/// subscriptions), locked and re-checked as due (`SKIP LOCKED`: another dispatcher's claim in
+/// progress is passed over). `claimed`: each gets a fresh token and a lease, the attempt is
+/// counted and the retry it would need scheduled now (±20% jitter, so receivers that failed
+/// together are not retried together); a delivery whose attempts are all made (its last one cut
+/// short: the dispatcher stopped) fails instead. Each attempt goes into the log at once.
+const CLAIM_DUE: &str = concat!(
+    "WITH room AS MATERIALIZED (
+        SELECT s.id, CASE WHEN s.failing_since IS NULL THEN $3::int8 ELSE 1 END - (
+            SELECT count(*) FROM deliveries f
+            WHERE f.subscription_id = s.id AND f.status = 'pending'
+              AND f.leased_until >= (now() AT TIME ZONE 'utc')
+        ) AS free
+        FROM subscriptions s WHERE s.disabled_at IS NULL
+    ),
+    waiting AS (
+        SELECT d.id, d.next_attempt_at, d.turn
+        FROM room
+        CROSS JOIN LATERAL (
+            SELECT id, next_attempt_at, row_number() OVER (ORDER BY next_attempt_at) AS turn
+            FROM (
+                SELECT id, next_attempt_at FROM deliveries
+                WHERE subscription_id = room.id AND status = 'pending'
+                  AND next_attempt_at <= (now() AT TIME ZONE 'utc')
+                  AND (leased_until IS NULL OR leased_until < (now() AT TIME ZONE 'utc'))
+                ORDER BY next_attempt_at
+                LIMIT 64
+            ) AS first
+        ) AS d
+        WHERE d.turn <= room.free
+    ),
+    due AS (
+        SELECT d.id FROM waiting w JOIN deliveries d ON d.id = w.id
+        WHERE d.status = 'pending' AND d.next_attempt_at <= (now() AT TIME ZONE 'utc')
+          AND (d.leased_until IS NULL OR d.leased_until < (now() AT TIME ZONE 'utc'))
+        ORDER BY w.turn, w.next_attempt_at
+        LIMIT $1
+        FOR UPDATE OF d SKIP LOCKED
     ),
     claimed AS (
-        UPDATE deliveries d
-        SET leased_until = (now() AT TIME ZONE 'utc') + make_interval(secs => $2::float8)
-        FROM due, notifications n, subscriptions s
-        WHERE d.id = due.id AND n.id = d.notification_id AND s.id = d.subscription_id
-        RETURNING d.id AS delivery_id, d.failures, s.url, s.secret, n.id, n.type, n.status,
-                  n.created_at, n.event_id, n.title, n.description, n.date, n.event_created_at,
-                  n.event_updated_at
-    )
-    SELECT claimed.* FROM (VALUES (1)) AS one LEFT JOIN claimed ON true";
-
-/// `$1` delivery, `$2` its notification, `$3` the delivery's new status, `$4` the retry delay
-/// in seconds (NULL: none), `$5` status code, `$6` error. Records the attempt, releases the
-/// delivery's lease and sums up the notification's status, in one statement. A retry is due
-/// after the delay scaled by a random 0.8-1.2, so receivers that failed together do not all
-/// get their retries at once.
-const RECORD_ATTEMPT: &str = "
-    WITH next AS (
-        SELECT CASE WHEN $4::float8 IS NULL THEN NULL
-                    ELSE (now() AT TIME ZONE 'utc') + make_interval(secs => $4::float8 * (0.8 + random() * 0.4))
-               END AS at
+        UPDATE deliveries d SET
+            claim = CASE WHEN d.failures > cardinality($4::int8[]) THEN NULL
+                ELSE nextval('delivery_claims') END,
+            status = CASE WHEN d.failures > cardinality($4::int8[]) THEN 'failed' ELSE 'pending' END,
+            failures = d.failures + CASE WHEN d.failures > cardinality($4::int8[]) THEN 0 ELSE 1 END,
+            leased_until = CASE WHEN d.failures > cardinality($4::int8[]) THEN NULL
+                ELSE (now() AT TIME ZONE 'utc') + make_interval(secs => $2::float8) END,
+            next_attempt_at = (now() AT TIME ZONE 'utc') + make_interval(secs =>
+                coalesce(($4::int8[])[d.failures + 1], 0) / 1000.0 * (0.8 + random() * 0.4))
+        FROM due WHERE d.id = due.id
+        RETURNING d.id, d.claim, d.status, d.failures, d.next_attempt_at, d.notification_id,
+                  d.subscription_id
     ),
-    updated AS (
-        UPDATE deliveries SET status = $3::text,
-            failures = failures + CASE WHEN $3::text = 'delivered' THEN 0 ELSE 1 END,
-            next_attempt_at = COALESCE((SELECT at FROM next), next_attempt_at),
-            leased_until = NULL
-        WHERE id = $1
+    changes AS (SELECT notification_id, -1 AS pending, 1 AS failed FROM claimed WHERE status = 'failed'), ",
+    count_changes!(),
+    ", attempted AS (
+        INSERT INTO delivery_attempts (delivery_id, claim, error, next_attempt_at)
+        SELECT id, claim,
+               'no result recorded: the attempt is under way, or its dispatcher stopped during it',
+               CASE WHEN failures <= cardinality($4::int8[]) THEN next_attempt_at END
+        FROM claimed WHERE status = 'pending'
+    )
+    SELECT c.id AS delivery_id, c.claim, c.failures - 1 AS failures, s.url,
+           s.secret, CASE WHEN s.previous_secret_expires_at > (now() AT TIME ZONE 'utc')
+                          THEN s.previous_secret END AS previous_secret, ",
+    notification_columns!(),
+    " FROM (VALUES (1)) AS one
+    LEFT JOIN claimed c ON c.status = 'pending'
+    LEFT JOIN notifications n ON n.id = c.notification_id
+    LEFT JOIN subscriptions s ON s.id = c.subscription_id"
+);
+
+/// `$1` delivery, `$2` its claim's token, `$3` the delivery's new status, `$4` status code,
+/// `$5` error, `$6` the start of the response body, `$7` milliseconds taken. Only while the
+/// delivery still carries the token (no later claim took it; it was not deleted, disabled or
+/// redelivered meanwhile): completes the attempt in the log, releases the delivery, moves the
+/// notification's counters and the subscription's health. The subscription's health after it
+/// (all NULL: nothing was recorded).
+const RECORD_ATTEMPT: &str = concat!(
+    "WITH recorded AS (
+        UPDATE deliveries SET status = $3::text, leased_until = NULL
+        WHERE id = $1 AND claim = $2 AND status = 'pending'
+        RETURNING id, notification_id, subscription_id
     ),
     attempt AS (
-        INSERT INTO delivery_attempts (delivery_id, status_code, error, next_attempt_at)
-        SELECT $1, $5::int4, $6::text, at FROM next
+        UPDATE delivery_attempts a SET status_code = $4::int4, error = $5::text,
+            response_body = $6::text, duration_ms = $7::int4,
+            next_attempt_at = CASE WHEN $3::text = 'pending' THEN a.next_attempt_at END
+        FROM recorded WHERE a.delivery_id = recorded.id AND a.claim = $2
+    ),
+    changes AS (
+        SELECT notification_id, -($3::text <> 'pending')::int4 AS pending,
+               ($3::text = 'failed')::int4 AS failed
+        FROM recorded
+    ), ",
+    count_changes!(),
+    ", health AS (
+        UPDATE subscriptions s SET
+            last_success_at = CASE WHEN $3::text = 'delivered' THEN (now() AT TIME ZONE 'utc')
+                ELSE s.last_success_at END,
+            failing_since = CASE WHEN $3::text = 'delivered' THEN NULL
+                ELSE coalesce(s.failing_since, (now() AT TIME ZONE 'utc')) END,
+            failed_attempts = CASE WHEN $3::text = 'delivered' THEN 0 ELSE s.failed_attempts + 1 END,
+            failed_deliveries = CASE WHEN $3::text = 'delivered' THEN 0
+                WHEN $3::text = 'failed' THEN s.failed_deliveries + 1 ELSE s.failed_deliveries END
+        FROM recorded WHERE s.id = recorded.subscription_id
+        RETURNING s.id, s.failing_since, s.failed_deliveries, s.disabled_at IS NOT NULL AS disabled
     )
-    UPDATE notifications n SET status = CASE
-        WHEN $3::text = 'pending' OR EXISTS (
-            SELECT 1 FROM deliveries d WHERE d.notification_id = n.id AND d.id <> $1 AND d.status = 'pending'
-        ) THEN 'pending'
-        WHEN $3::text = 'failed' OR EXISTS (
-            SELECT 1 FROM deliveries d WHERE d.notification_id = n.id AND d.id <> $1 AND d.status = 'failed'
-        ) THEN 'failed'
-        ELSE 'delivered' END
-    WHERE n.id = $2";
+    SELECT health.id AS subscription_id,
+           extract(epoch FROM (now() AT TIME ZONE 'utc') - health.failing_since)::float8 AS failing_for,
+           health.failed_deliveries, health.disabled
+    FROM (VALUES (1)) AS one LEFT JOIN health ON true"
+);
+
+/// `$1` subscription, `$2` why: disables it and fails its pending deliveries (in-flight ones
+/// included: their results will not be recorded); how many it failed.
+const DISABLE_SUBSCRIPTION: &str = concat!(
+    "WITH disabled AS (
+        UPDATE subscriptions SET disabled_at = (now() AT TIME ZONE 'utc'), disabled_reason = $2
+        WHERE id = $1 AND disabled_at IS NULL
+        RETURNING id
+    ),
+    stopped AS (
+        UPDATE deliveries d SET status = 'failed', leased_until = NULL, claim = NULL
+        FROM disabled WHERE d.subscription_id = disabled.id AND d.status = 'pending'
+        RETURNING d.notification_id
+    ),
+    changes AS (SELECT notification_id, -1 AS pending, 1 AS failed FROM stopped), ",
+    count_changes!(),
+    " SELECT count(*) AS stopped FROM stopped"
+);
+
+/// `$1` retention in seconds, `$2` how many: deletes the oldest delivered notifications older
+/// than the retention, with their deliveries and attempts (`ON DELETE CASCADE`).
+const DELETE_EXPIRED: &str = "
+    DELETE FROM notifications WHERE id IN (
+        SELECT id FROM notifications
+        WHERE status = 'delivered'
+          AND created_at < (now() AT TIME ZONE 'utc') - make_interval(secs => $1::float8)
+        ORDER BY created_at
+        LIMIT $2
+    )";
+
+/// `$1` how many deleted events: erases the title and description of every notification of a
+/// deleted event once none of them is pending (the `event.deleted` notification says the event
+/// is gone; notify-fn never reads events).
+const ERASE_DELETED: &str = "
+    WITH settled AS (
+        SELECT d.event_id FROM notifications d
+        WHERE d.type = 'event.deleted' AND d.title IS NOT NULL
+          AND NOT EXISTS (
+              SELECT 1 FROM notifications p WHERE p.event_id = d.event_id AND p.status = 'pending'
+          )
+        LIMIT $1
+    )
+    UPDATE notifications n SET title = NULL, description = NULL
+    FROM settled WHERE n.event_id = settled.event_id AND n.title IS NOT NULL";
+
+/// What `redeliver` found.
+pub enum Redelivery {
+    /// Its failed deliveries start again (if it had any).
+    Restarted,
+    NotFound,
+    /// Its event was deleted and its content erased: there is nothing left to send.
+    Erased,
+}
+
+/// What became of an attempt's result.
+pub enum Recorded {
+    /// Recorded; the subscription's health after it.
+    Recorded(AfterAttempt),
+    /// Refused: the delivery carries another claim's token now (the lease expired and another
+    /// dispatcher claimed it, or it was redelivered or disabled), or it is gone.
+    Refused,
+}
 
 /// One request's connection.
 pub struct Store(Connection);
@@ -205,17 +443,19 @@ impl Store {
         http_kit::connect(url).map(Self)
     }
 
+    /// A new subscription, and its signing secret (never read again).
     pub fn create_subscription(
         &self,
         url: &str,
         types: Option<&[ChangeType]>,
-    ) -> Result<Subscription, Unavailable> {
+    ) -> Result<(Subscription, String), Unavailable> {
         let types: Option<Vec<Option<String>>> =
             types.map(|types| types.iter().map(|t| Some(t.as_str().to_owned())).collect());
         let result = self
             .0
             .query(CREATE_SUBSCRIPTION, &[url.to_owned().into(), types.into()])?;
-        subscription(Rows::of(&result).one()?)
+        let row = Rows::of(&result).one()?;
+        Ok((subscription(row)?, row.get("secret")?))
     }
 
     pub fn subscriptions(&self) -> Result<Vec<Subscription>, Unavailable> {
@@ -230,7 +470,35 @@ impl Store {
 
     /// Deletes a subscription and its deliveries; whether it existed.
     pub fn delete_subscription(&self, id: i64) -> Result<bool, Unavailable> {
-        Ok(self.0.execute(DELETE_SUBSCRIPTION, &[id.into()])? > 0)
+        let result = self.0.query(DELETE_SUBSCRIPTION, &[id.into()])?;
+        Rows::of(&result).one()?.get("found")
+    }
+
+    /// Enables a subscription (a disabled one starts its health afresh).
+    pub fn enable_subscription(&self, id: i64) -> Result<Option<Subscription>, Unavailable> {
+        let result = self.0.query(ENABLE_SUBSCRIPTION, &[id.into()])?;
+        Rows::of(&result).decode_first("id", subscription)
+    }
+
+    /// Gives a subscription a new secret, the old one honoured for `grace`: the subscription
+    /// and its new secret (never read again).
+    pub fn rotate_secret(
+        &self,
+        id: i64,
+        grace: Duration,
+    ) -> Result<Option<(Subscription, String)>, Unavailable> {
+        let result = self
+            .0
+            .query(ROTATE_SECRET, &[id.into(), grace.as_secs_f64().into()])?;
+        Rows::of(&result).decode_first("id", |row| Ok((subscription(row)?, row.get("secret")?)))
+    }
+
+    /// Disables a subscription and fails its pending deliveries: how many.
+    pub fn disable_subscription(&self, id: i64, reason: &str) -> Result<i64, Unavailable> {
+        let result = self
+            .0
+            .query(DISABLE_SUBSCRIPTION, &[id.into(), reason.to_owned().into()])?;
+        Rows::of(&result).one()?.get("stopped")
     }
 
     pub fn notifications(&self, filter: &NotificationFilter) -> Result<Page<Notification>, Unavailable> {
@@ -270,6 +538,8 @@ impl Store {
                     attempted_at,
                     status_code: row.get("status_code")?,
                     error: row.get("error")?,
+                    response_body: row.get("response_body")?,
+                    duration_ms: row.get("duration_ms")?,
                     next_attempt_at: row.get("attempt_next_attempt_at")?,
                 });
             }
@@ -280,11 +550,15 @@ impl Store {
         )))
     }
 
-    /// Starts the failed deliveries of a notification again from the first attempt; whether
-    /// the notification exists.
-    pub fn redeliver(&self, id: i64) -> Result<bool, Unavailable> {
+    /// Starts the failed deliveries of a notification again from the first attempt.
+    pub fn redeliver(&self, id: i64) -> Result<Redelivery, Unavailable> {
         let result = self.0.query(REDELIVER, &[id.into()])?;
-        Rows::of(&result).one()?.get("found")
+        let row = Rows::of(&result).one()?;
+        Ok(match (row.get("found")?, row.get("erased")?) {
+            (false, _) => Redelivery::NotFound,
+            (true, true) => Redelivery::Erased,
+            (true, false) => Redelivery::Restarted,
+        })
     }
 
     /// Claims up to `limit` notifications not yet fanned out and creates their deliveries.
@@ -318,6 +592,13 @@ impl Store {
         Rows::of(&result).one()?.get("requests")
     }
 
+    /// The requests counted so far while `holder` holds the lease (`None`: it passed to
+    /// another), without writing.
+    pub fn dispatch_requests(&self, holder: &str) -> Result<Option<i64>, Unavailable> {
+        let result = self.0.query(DISPATCH_REQUESTS, &[holder.to_owned().into()])?;
+        Rows::of(&result).one()?.get("requests")
+    }
+
     /// Gives the lease up if no request was counted since `requests` (any, when `None`):
     /// whether it was given up.
     pub fn release_dispatch(&self, holder: &str, requests: Option<i64>) -> Result<bool, Unavailable> {
@@ -327,40 +608,85 @@ impl Store {
         Ok(released == 1)
     }
 
-    /// Claims due deliveries for one attempt each, leased for `lease`.
-    pub fn claim_due(&self, limit: i64, lease: Duration) -> Result<Vec<Job>, Unavailable> {
-        let result = self
-            .0
-            .query(CLAIM_DUE, &[limit.into(), lease.as_secs_f64().into()])?;
+    /// Claims up to `limit` due deliveries for one attempt each, leased for `lease`, at most
+    /// `concurrency` per subscription in flight; `schedule` is the retry schedule.
+    pub fn claim_due(
+        &self,
+        limit: usize,
+        lease: Duration,
+        concurrency: u32,
+        schedule: &[Duration],
+    ) -> Result<Vec<Job>, Unavailable> {
+        let schedule_ms: Vec<i64> = schedule
+            .iter()
+            .map(|delay| i64::try_from(delay.as_millis()).unwrap_or(i64::MAX))
+            .collect();
+        let result = self.0.query(
+            CLAIM_DUE,
+            &[
+                i64::try_from(limit).unwrap_or(i64::MAX).into(),
+                lease.as_secs_f64().into(),
+                i64::from(concurrency).into(),
+                schedule_ms.into(),
+            ],
+        )?;
         Rows::of(&result).decode_found("delivery_id", |row| {
+            let previous: Option<String> = row.get("previous_secret")?;
             Ok(Job {
                 delivery_id: row.get("delivery_id")?,
+                claim: row.get("claim")?,
                 failures: row.get("failures")?,
                 url: row.get("url")?,
-                secret: row.get("secret")?,
+                secrets: std::iter::once(row.get("secret")?).chain(previous).collect(),
                 notification: notification(row)?,
             })
         })
     }
 
-    /// Records an attempt and what the delivery becomes.
-    pub fn record(&self, job: &Job, attempt: &AttemptOutcome, verdict: Verdict) -> Result<(), Unavailable> {
-        let retry_delay = match verdict {
-            Verdict::RetryAfter(delay) => Some(delay.as_secs_f64()),
-            Verdict::Delivered | Verdict::Failed => None,
-        };
-        self.0.execute(
+    /// Records an attempt's result under its claim's token.
+    pub fn record(
+        &self,
+        job: &Job,
+        outcome: &AttemptOutcome,
+        verdict: Verdict,
+        took: Duration,
+    ) -> Result<Recorded, Unavailable> {
+        let result = self.0.query(
             RECORD_ATTEMPT,
             &[
                 job.delivery_id.into(),
-                job.notification.id.into(),
+                job.claim.into(),
                 verdict.status().as_str().to_owned().into(),
-                retry_delay.into(),
-                attempt.status_code().map(i32::from).into(),
-                attempt.error().map(str::to_owned).into(),
+                outcome.status_code().map(i32::from).into(),
+                outcome.error().map(str::to_owned).into(),
+                outcome.body().map(str::to_owned).into(),
+                i32::try_from(took.as_millis()).unwrap_or(i32::MAX).into(),
             ],
         )?;
-        Ok(())
+        let row = Rows::of(&result).one()?;
+        let Some(subscription_id) = row.get::<Option<i64>>("subscription_id")? else {
+            return Ok(Recorded::Refused);
+        };
+        let failing_for: Option<f64> = row.get("failing_for")?;
+        Ok(Recorded::Recorded(AfterAttempt {
+            subscription_id,
+            failing_for: failing_for.map(|seconds| Duration::from_secs_f64(seconds.max(0.0))),
+            failed_deliveries: row.get("failed_deliveries")?,
+            disabled: row.get("disabled")?,
+        }))
+    }
+
+    /// Deletes up to `limit` delivered notifications older than `retention`: how many.
+    pub fn delete_expired(&self, retention: Duration, limit: i64) -> Result<u64, Unavailable> {
+        Ok(self
+            .0
+            .execute(DELETE_EXPIRED, &[retention.as_secs_f64().into(), limit.into()])?)
+    }
+
+    /// Erases the content of the settled notifications of up to `limit` deleted events: how
+    /// many notifications.
+    pub fn erase_deleted(&self, limit: i64) -> Result<u64, Unavailable> {
+        Ok(self.0.execute(ERASE_DELETED, &[limit.into()])?)
     }
 }
 
@@ -369,31 +695,53 @@ fn subscription(row: Row<'_>) -> Result<Subscription, Unavailable> {
         .get::<Option<Vec<Option<String>>>>("types")?
         .map(|types| types.iter().flatten().map(|t| change_type(t)).collect())
         .transpose()?;
+    let disabled_at: Option<NaiveDateTime> = row.get("disabled_at")?;
     Ok(Subscription {
         id: row.get("id")?,
         url: row.get("url")?,
         types,
-        secret: row.get("secret")?,
         created_at: row.get("created_at")?,
+        health: Health {
+            last_success_at: row.get("last_success_at")?,
+            failing_since: row.get("failing_since")?,
+            failed_attempts: row.get("failed_attempts")?,
+            failed_deliveries: row.get("failed_deliveries")?,
+        },
+        disabled: match disabled_at {
+            Some(at) => Some(Disabled {
+                at,
+                reason: row.get::<Option<String>>("disabled_reason")?.unwrap_or_default(),
+            }),
+            None => None,
+        },
+        previous_secret_expires_at: row.get("previous_secret_expires_at")?,
     })
 }
 
 /// A notification from a row with its columns (`id`, `type`, `status`, ... `event_updated_at`).
 fn notification(row: Row<'_>) -> Result<Notification, Unavailable> {
-    let date: NaiveDate = row.get("date")?;
+    let event_id: i64 = row.get("event_id")?;
+    let event = match row.get::<Option<String>>("title")? {
+        Some(title) => {
+            let date: NaiveDate = row.get("date")?;
+            Some(EventData {
+                id: event_id,
+                title,
+                description: row.get("description")?,
+                date: date.format("%Y-%m-%d").to_string(),
+                created_at: rfc3339_utc(row.get("event_created_at")?),
+                updated_at: rfc3339_utc(row.get("event_updated_at")?),
+            })
+        }
+        None => None,
+    };
     Ok(Notification {
         id: row.get("id")?,
         kind: change_type(&row.get::<String>("type")?)?,
         status: status(&row.get::<String>("status")?)?,
         created_at: row.get("created_at")?,
-        event: EventData {
-            id: row.get("event_id")?,
-            title: row.get("title")?,
-            description: row.get("description")?,
-            date: date.format("%Y-%m-%d").to_string(),
-            created_at: rfc3339_utc(row.get("event_created_at")?),
-            updated_at: rfc3339_utc(row.get("event_updated_at")?),
-        },
+        event_id,
+        event,
     })
 }
 

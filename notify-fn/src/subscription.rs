@@ -1,12 +1,12 @@
-//! Subscription requests parsed into a `NewSubscription`: an http(s) URL with a host, not a
-//! private address unless allowed, and an optional set of known event types.
-
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+//! Subscription requests parsed into a `NewSubscription`: an http(s) URL with a host that is a
+//! webhook destination (`destination`), and an optional set of known event types.
 
 use event_contract::ChangeType;
 use serde_json::Value;
 
 use http_kit::FieldError;
+
+use crate::destination;
 
 const MAX_URL_LENGTH: usize = 2048;
 
@@ -79,47 +79,13 @@ fn parse_url(text: &str, allow_private: bool) -> Result<String, String> {
     if !url.username().is_empty() || url.password().is_some() {
         return Err("must not contain credentials".into());
     }
-    let private = match url.host() {
-        None => return Err("must have a host".into()),
-        Some(url::Host::Domain(domain)) => {
-            let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-            domain == "localhost" || domain.ends_with(".localhost")
-        }
-        Some(url::Host::Ipv4(ip)) => is_private(IpAddr::V4(ip)),
-        Some(url::Host::Ipv6(ip)) => is_private(IpAddr::V6(ip)),
-    };
-    if private && !allow_private {
-        return Err("must not point at a loopback, private or link-local address".into());
+    if url.host().is_none() {
+        return Err("must have a host".into());
+    }
+    if let Some(refusal) = destination::refusal(&url, allow_private) {
+        return Err(refusal.into());
     }
     Ok(url.to_string())
-}
-
-/// Addresses a webhook must not reach from inside the deployment (SSRF).
-fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(ip) => is_private_v4(ip),
-        IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
-            Some(v4) => is_private_v4(v4),
-            None => {
-                ip.is_loopback()
-                    || ip.is_unspecified()
-                    || (ip.segments()[0] & 0xfe00) == 0xfc00
-                    || (ip.segments()[0] & 0xffc0) == 0xfe80
-                    || ip == Ipv6Addr::LOCALHOST
-            }
-        },
-    }
-}
-
-fn is_private_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, ..] = ip.octets();
-    ip.is_loopback()
-        || ip.is_private()
-        || ip.is_link_local()
-        || ip.is_unspecified()
-        || ip.is_broadcast()
-        || a == 0
-        || (a == 100 && (64..128).contains(&b))
 }
 
 #[cfg(test)]

@@ -1,9 +1,18 @@
-//! What a webhook receiver gets: a CloudEvents 1.0 JSON event, signed as the Standard Webhooks
-//! specification says (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
+//! What a webhook receiver gets, and how much of its answer notify-fn takes: a CloudEvents 1.0
+//! JSON event, signed as the Standard Webhooks specification says (`webhook-id`,
+//! `webhook-timestamp`, `webhook-signature`), sent complete with its length; of the answer,
+//! the status and at most `MAX_KEPT_BODY` bytes of body, all within the attempt's time limit.
 
-use event_contract::{ChangeType, EventData};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use event_contract::{ChangeType, EventData, rfc3339_utc};
+use futures::StreamExt;
+use http_kit::with_timeout;
 use serde::Serialize;
+use spin_sdk::http::{IncomingResponse, Method, Request, send};
 use standardwebhooks::Webhook;
+
+use crate::model::{AttemptOutcome, Job, MAX_KEPT_BODY};
 
 /// CloudEvents' structured content mode over HTTP: the whole event, attributes and data, is the
 /// JSON body, so a receiver needs no CloudEvents-specific headers and the signature covers
@@ -54,6 +63,83 @@ pub fn signatures(secrets: &[&str], message_id: &str, timestamp: i64, body: &[u8
         .map(|secret| Webhook::new(secret).and_then(|webhook| webhook.sign(message_id, timestamp, body)))
         .collect();
     Ok(signed.map_err(|e| format!("cannot sign: {e}"))?.join(" "))
+}
+
+/// POSTs the job's notification as a signed CloudEvent and reads the answer: its status and
+/// the start of its body, everything within `timeout` (a receiver that trickles its body is as
+/// late as one that never answers). The rest of the body is never read: dropping the response
+/// closes the connection. Redirects are not followed (`wasi:http` never does).
+pub async fn deliver(job: &Job, timeout: Duration) -> AttemptOutcome {
+    let notification = &job.notification;
+    let Some(event) = &notification.event else {
+        return AttemptOutcome::NoAnswer("not sent: the content was erased (its event was deleted)".into());
+    };
+    let cloud_event = CloudEvent::new(
+        notification.id,
+        notification.kind,
+        rfc3339_utc(notification.created_at),
+        event,
+    );
+    let body = match serde_json::to_vec(&cloud_event) {
+        Ok(body) => body,
+        Err(error) => return AttemptOutcome::NoAnswer(format!("cannot serialize the event: {error}")),
+    };
+    let id = message_id(notification.id);
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default() as i64;
+    let secrets: Vec<&str> = job.secrets.iter().map(String::as_str).collect();
+    let signature = match signatures(&secrets, &id, timestamp, &body) {
+        Ok(signature) => signature,
+        Err(error) => return AttemptOutcome::NoAnswer(error),
+    };
+    let request = Request::builder()
+        .method(Method::Post)
+        .uri(&job.url)
+        // The body is complete: with its length declared it is not sent chunked, which many
+        // receivers (Python's http.server, WSGI servers, gateways) cannot read.
+        .header("content-length", body.len().to_string())
+        .header("content-type", CONTENT_TYPE)
+        .header("user-agent", USER_AGENT)
+        .header("webhook-id", id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .body(body)
+        .build();
+    exchange(request, timeout).await
+}
+
+async fn exchange(request: Request, timeout: Duration) -> AttemptOutcome {
+    let started = Instant::now();
+    let response = match with_timeout(send::<_, IncomingResponse>(request), timeout).await {
+        Some(Ok(response)) => response,
+        Some(Err(error)) => return AttemptOutcome::NoAnswer(error.to_string()),
+        None => return AttemptOutcome::NoAnswer(format!("no answer within {} ms", timeout.as_millis())),
+    };
+    let status = response.status();
+    match with_timeout(body_start(&response), timeout.saturating_sub(started.elapsed())).await {
+        Some(body) => AttemptOutcome::Answered { status, body },
+        None => AttemptOutcome::NoAnswer(format!(
+            "answered {status}, but no end of its body came within {} ms",
+            timeout.as_millis()
+        )),
+    }
+}
+
+/// The first `MAX_KEPT_BODY` bytes of the body (fewer when it ends sooner, or breaks off), as
+/// text PostgreSQL can store.
+async fn body_start(response: &IncomingResponse) -> String {
+    let mut kept = Vec::new();
+    let mut stream = response.take_body_stream();
+    while kept.len() < MAX_KEPT_BODY {
+        match stream.next().await {
+            Some(Ok(chunk)) => kept.extend(chunk),
+            Some(Err(_)) | None => break,
+        }
+    }
+    kept.truncate(MAX_KEPT_BODY);
+    String::from_utf8_lossy(&kept).replace('\0', "\u{FFFD}")
 }
 
 #[cfg(test)]

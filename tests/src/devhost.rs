@@ -189,6 +189,38 @@ impl Devhost {
         self.child.id()
     }
 
+    /// The process's resident memory (VmRSS), in KiB.
+    pub fn resident_kib(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("VmRSS in /proc/<pid>/status")
+    }
+
+    /// Runs `work` while sampling the resident memory every 5 ms: its result, and the peak
+    /// (in KiB) seen while it ran.
+    pub fn peak_resident_kib<T>(&self, work: impl FnOnce() -> Result<T>) -> Result<(T, u64)> {
+        let sampling = std::sync::atomic::AtomicBool::new(true);
+        std::thread::scope(|scope| {
+            let sampler = scope.spawn(|| {
+                let mut peak = 0;
+                loop {
+                    peak = peak.max(self.resident_kib().unwrap_or(u64::MAX));
+                    if !sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                        return peak;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            });
+            let done = work();
+            sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+            let peak = sampler.join().unwrap_or(u64::MAX);
+            done.map(|output| (output, peak))
+        })
+    }
+
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }

@@ -356,26 +356,35 @@ fn one_dispatch_at_a_time_and_a_vanished_one_is_replaced() -> TestResult {
 /// pass for it: the second event arrives with no other dispatch asked for.
 #[e2e::test]
 fn a_hand_off_during_a_pass_gets_another_pass() -> TestResult {
-    let app = App::start()?;
+    // The attempt's timeout is the window in which the first dispatch is busy: long enough for
+    // the checks below on a loaded machine (the test ends as soon as the second event arrives).
+    let app = App::start_with(postgres(), |options| {
+        options.variable("delivery_timeout_ms", "60000")
+    })?;
     let receiver = WebhookReceiver::start();
     app.subscribe(&receiver, Some(&["event.created"]))?;
-    // The first delivery is never answered: the pass waits for the attempt's timeout (1 s).
+    // The first delivery is never answered: the pass waits for the attempt's timeout.
     receiver.script(&[Answer::Silence]);
     app.create("First", "2024-11-15")?;
     receiver.wait_for(10, |r| !r.is_empty())?;
-    ensure!(
-        !app.sql("SELECT coalesce(holder, '') FROM dispatcher")?.is_empty(),
-        "no dispatch is busy"
-    );
+    let busy = app.sql("SELECT coalesce(holder, '') FROM dispatcher")?;
+    ensure!(!busy.is_empty(), "no dispatch is busy");
     let requests_before: i64 = app.sql("SELECT requests FROM dispatcher")?.parse()?;
     app.create("Second", "2024-11-15")?;
-    // The second hand-off found the lease held (else the busy dispatch ended early).
-    ensure!(
-        app.sql("SELECT requests FROM dispatcher")?.parse::<i64>()? > requests_before,
-        "the second hand-off was not counted"
-    );
+    // The second hand-off found the lease held (else the busy dispatch ended early). notify-fn
+    // answers the hand-off before it counts the request: wait for the count.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.sql("SELECT requests FROM dispatcher")?.parse::<i64>()? <= requests_before {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the second hand-off was not counted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let received = receiver.wait_for(10, |r| r.iter().any(|d| d.json()["data"]["title"] == "Second"))?;
     assert!(received.iter().all(|d| d.signature_valid));
+    // The busy dispatch delivered it: it still holds the lease (its first attempt goes on).
+    assert_eq!(app.sql("SELECT coalesce(holder, '') FROM dispatcher")?, busy);
     Ok(())
 }
 

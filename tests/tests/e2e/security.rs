@@ -382,16 +382,6 @@ fn a_streamed_body_stops_at_the_limit() -> TestResult {
     Ok(())
 }
 
-/// devhost's resident memory (VmRSS), in KiB.
-fn resident_kib(devhost: &Devhost) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", devhost.pid()))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("VmRSS in /proc/<pid>/status")
-}
-
 /// A 100 MiB body streamed without a token is refused with 401 from the headers alone: at
 /// once, and without devhost's memory growing with the body.
 #[e2e::test]
@@ -399,24 +389,8 @@ fn an_unauthenticated_huge_body_is_refused_quickly_in_flat_memory() -> TestResul
     let app = App::start()?;
     // Warm up: the component compiled and instantiated, the pools made.
     app.create("warm", "2024-11-15")?;
-    let before = resident_kib(&app.devhost)?;
-    let sampling = std::sync::atomic::AtomicBool::new(true);
-    let peak = std::thread::scope(|scope| -> Result<u64> {
-        let sampler = scope.spawn(|| {
-            let mut peak = 0;
-            loop {
-                peak = peak.max(resident_kib(&app.devhost).unwrap_or(u64::MAX));
-                if !sampling.load(std::sync::atomic::Ordering::Relaxed) {
-                    return peak;
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        });
-        let refused = refuse_huge_bodies(&app);
-        sampling.store(false, std::sync::atomic::Ordering::Relaxed);
-        let peak = sampler.join().unwrap_or(u64::MAX);
-        refused.map(|()| peak)
-    })?;
+    let before = app.devhost.resident_kib()?;
+    let ((), peak) = app.devhost.peak_resident_kib(|| refuse_huge_bodies(&app))?;
     ensure!(
         peak < before + 16 * 1024,
         "devhost grew from {before} KiB to {peak} KiB while refusing 300 MiB of bodies"
