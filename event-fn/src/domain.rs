@@ -477,6 +477,40 @@ mod tests {
     }
 
     #[test]
+    fn a_patch_that_moves_the_event_is_checked_merged() {
+        let current = EventInput::parse(
+            &json!({"title": "t", "date": "2025-06-02", "start_time": "02:30", "time_zone": "Europe/Berlin"}),
+        )
+        .unwrap();
+        let patch = EventPatch::parse(&json!({"title": "u"})).unwrap();
+        assert!(!patch.moves());
+        // The kept 02:30 does not exist on the new date.
+        let patch = EventPatch::parse(&json!({"date": "2025-03-30"})).unwrap();
+        assert!(patch.moves());
+        assert_eq!(fields(patch.merged(&current).unwrap_err()), ["start_time"]);
+        // null clears; all three cleared is all-day again.
+        let patch = EventPatch::parse(&json!({"start_time": null, "time_zone": null})).unwrap();
+        let merged = patch.merged(&current).unwrap();
+        assert_eq!(merged.schedule, Schedule::default());
+        assert_eq!(merged.title.as_str(), "t");
+        let patch = EventPatch::parse(&json!({"time_zone": null})).unwrap();
+        assert_eq!(fields(patch.merged(&current).unwrap_err()), ["time_zone"]);
+        assert_eq!(
+            fields(EventPatch::parse(&json!({"start_time": "24:00", "end_date": 5})).unwrap_err()),
+            ["start_time", "end_date"]
+        );
+    }
+
+    #[test]
+    fn all_day_fingerprints_are_what_they_were_before_the_time_fields() {
+        let input = EventInput::parse(&json!({"title": "A", "date": "2024-11-15"})).unwrap();
+        assert_eq!(
+            input.fingerprint(),
+            r#"{"title":"A","description":null,"date":"2024-11-15"}"#
+        );
+    }
+
+    #[test]
     fn fingerprint_ignores_formatting_but_not_content() {
         let a = EventInput::parse(&json!({"date": "2024-11-15", "title": "A "})).unwrap();
         let b = EventInput::parse(&json!({"title": "A", "date": "2024-11-15", "description": null})).unwrap();
