@@ -5,7 +5,7 @@ use std::rc::Rc;
 use chrono::NaiveDateTime;
 use event_contract::{ChangeType, EventData, rfc3339_utc};
 use http_kit::page::{self, DEFAULT_LIMIT, Page, decode_cursor, encode_cursor, not_a_cursor, parse_limit};
-use http_kit::{FieldError, Problem, Reply, json_body, json_response, parse_id, route};
+use http_kit::{FieldError, Problem, Reply, Route, json_body, json_response, parse_id, route};
 use serde::Serialize;
 use spin_sdk::http::{Method, Params, Request, Response};
 
@@ -36,17 +36,15 @@ pub async fn subscription(config: Rc<Config>, request: Request, params: Params) 
 }
 
 pub async fn enable(config: Rc<Config>, request: Request, params: Params) -> Reply {
-    if *request.method() != Method::Post {
-        return Err(ENABLE.method_not_allowed());
-    }
-    enable_subscription(&config, route::id(&params, "subscription")?)
+    enable_subscription(
+        &config,
+        only(ENABLE, Method::Post, &request, &params, "subscription")?,
+    )
 }
 
 pub async fn rotate_secret(config: Rc<Config>, request: Request, params: Params) -> Reply {
-    if *request.method() != Method::Post {
-        return Err(ROTATE_SECRET.method_not_allowed());
-    }
-    rotate_subscription_secret(&config, route::id(&params, "subscription")?)
+    let id = only(ROTATE_SECRET, Method::Post, &request, &params, "subscription")?;
+    rotate_subscription_secret(&config, id)
 }
 
 pub async fn notifications(config: Rc<Config>, request: Request, _: Params) -> Reply {
@@ -57,17 +55,31 @@ pub async fn notifications(config: Rc<Config>, request: Request, _: Params) -> R
 }
 
 pub async fn notification(config: Rc<Config>, request: Request, params: Params) -> Reply {
-    if *request.method() != Method::Get {
-        return Err(NOTIFICATION.method_not_allowed());
-    }
-    get_notification(&config, route::id(&params, "notification")?)
+    get_notification(
+        &config,
+        only(NOTIFICATION, Method::Get, &request, &params, "notification")?,
+    )
 }
 
 pub async fn redeliver(config: Rc<Config>, request: Request, params: Params) -> Reply {
-    if *request.method() != Method::Post {
-        return Err(REDELIVER.method_not_allowed());
+    redeliver_notification(
+        &config,
+        only(REDELIVER, Method::Post, &request, &params, "notification")?,
+    )
+}
+
+/// The `:id` (of a `thing`) of a resource that allows one method: its 405 for any other.
+fn only(
+    resource: Route,
+    method: Method,
+    request: &Request,
+    params: &Params,
+    thing: &str,
+) -> Result<i64, Problem> {
+    if *request.method() != method {
+        return Err(resource.method_not_allowed());
     }
-    redeliver_notification(&config, route::id(&params, "notification")?)
+    route::id(params, thing)
 }
 
 fn open(config: &Config) -> Result<Store, Problem> {

@@ -53,14 +53,9 @@ pub async fn dispatch(config: &Config) -> Result<(), Unavailable> {
     let Some(requests) = store.request_dispatch(&holder, lease)? else {
         return Ok(());
     };
-    let dispatcher = Dispatcher {
-        store: &store,
-        config,
-        holder: &holder,
-        lease,
-        seen: requests,
-    };
-    let result = dispatcher.run().await;
+    let result = Dispatcher::new(&store, config, &holder, lease, requests)
+        .run()
+        .await;
     if result.is_err() {
         // Best effort, so that dispatch resumes as soon as the database answers again rather
         // than when the lease expires.
@@ -82,17 +77,7 @@ struct Finished {
     took: Duration,
 }
 
-struct Dispatcher<'a> {
-    store: &'a Store,
-    config: &'a Config,
-    holder: &'a str,
-    lease: Duration,
-    /// The requests counted as of the last look.
-    seen: i64,
-}
-
-/// What the dispatcher should do next, besides waiting for attempts.
-#[derive(Default)]
+/// What the dispatcher should do at its next look.
 struct Wants {
     /// New notifications may wait to be fanned out.
     fan_out: bool,
@@ -100,104 +85,170 @@ struct Wants {
     claim: bool,
 }
 
-impl Dispatcher<'_> {
+impl Wants {
+    const EVERYTHING: Wants = Wants {
+        fan_out: true,
+        claim: true,
+    };
+}
+
+/// The dispatch holding the lease.
+struct Dispatcher<'a> {
+    store: &'a Store,
+    config: &'a Config,
+    holder: &'a str,
+    lease: Duration,
+    /// The requests counted as of the last look.
+    seen: i64,
+    /// False once the lease passed to another dispatch: it then only finishes its attempts.
+    holding: bool,
+    in_flight: FuturesUnordered<LocalBoxFuture<'a, Finished>>,
+    wants: Wants,
+    started: Instant,
+    last_claim: Instant,
+    last_renewal: Instant,
+    next_poll: Instant,
+}
+
+impl<'a> Dispatcher<'a> {
+    fn new(store: &'a Store, config: &'a Config, holder: &'a str, lease: Duration, requests: i64) -> Self {
+        let now = Instant::now();
+        Self {
+            store,
+            config,
+            holder,
+            lease,
+            seen: requests,
+            holding: true,
+            in_flight: FuturesUnordered::new(),
+            wants: Wants::EVERYTHING,
+            started: now,
+            last_claim: now,
+            last_renewal: now,
+            next_poll: now + POLL,
+        }
+    }
+
     async fn run(mut self) -> Result<(), Unavailable> {
         self.housekeeping()?;
-        let started = Instant::now();
-        let mut in_flight: FuturesUnordered<LocalBoxFuture<'_, Finished>> = FuturesUnordered::new();
-        let mut wants = Wants {
-            fan_out: true,
-            claim: true,
-        };
-        let mut holding = true;
-        let mut last_claim = Instant::now();
-        let mut last_renewal = Instant::now();
         loop {
-            let taking = holding && started.elapsed() < MAX_DISPATCH;
-            if taking && wants.fan_out {
-                let fanned = self.store.fan_out(FAN_OUT_BATCH)?;
-                fanned.iter().for_each(log);
-                wants.fan_out = fanned.len() == FAN_OUT_BATCH as usize;
-                wants.claim = true;
+            if self.taking() {
+                self.look()?;
             }
-            if taking && wants.claim {
-                let free = MAX_IN_FLIGHT - in_flight.len();
-                let jobs = self.store.claim_due(
-                    free,
-                    self.lease,
-                    self.config.delivery_concurrency,
-                    &self.config.delivery_schedule,
-                )?;
-                // All it could take: more may be due once slots free up.
-                wants.claim = jobs.len() == free && free > 0;
-                last_claim = Instant::now();
-                in_flight.extend(jobs.into_iter().map(|job| attempt(job, self.config)));
-            }
-            if in_flight.is_empty() {
-                if taking && (wants.fan_out || wants.claim) {
-                    continue;
-                }
-                if !holding {
-                    return Ok(());
-                }
-                if !taking {
-                    self.store.release_dispatch(self.holder, None)?;
-                    return Ok(());
-                }
-                if self.store.release_dispatch(self.holder, Some(self.seen))? {
-                    return Ok(());
-                }
-                // A request was counted since the last look: look again for it.
-                match self.store.renew_dispatch(self.holder, self.lease)? {
-                    Some(requests) => self.seen = requests,
-                    None => {
-                        lease_lost();
-                        return Ok(());
-                    }
-                }
-                last_renewal = Instant::now();
-                wants = Wants {
-                    fan_out: true,
-                    claim: true,
-                };
-                continue;
-            }
-            match select(in_flight.next(), sleep(POLL)).await {
-                Either::Left((Some(finished), _)) => {
-                    self.record(finished)?;
-                    while let Some(Some(finished)) = in_flight.next().now_or_never() {
-                        self.record(finished)?;
-                    }
-                    wants.claim = true;
-                }
-                Either::Left((None, _)) => {}
-                Either::Right(_) if holding => {
-                    let requests = if last_renewal.elapsed() >= self.lease / 4 {
-                        last_renewal = Instant::now();
-                        self.store.renew_dispatch(self.holder, self.lease)?
-                    } else {
-                        self.store.dispatch_requests(self.holder)?
-                    };
-                    match requests {
-                        Some(requests) if requests != self.seen => {
-                            self.seen = requests;
-                            wants = Wants {
-                                fan_out: true,
-                                claim: true,
-                            };
-                        }
-                        Some(_) => wants.claim |= last_claim.elapsed() >= RECLAIM,
-                        None => {
-                            // Finish what is in flight (each delivery has a lease and a token
-                            // of its own), take nothing new.
-                            holding = false;
-                            lease_lost();
-                        }
-                    }
-                }
-                Either::Right(_) => {}
+            if !self.in_flight.is_empty() {
+                self.wait().await?;
+            } else if !(self.taking() && (self.wants.fan_out || self.wants.claim)) && self.idle()? {
+                return Ok(());
             }
         }
+    }
+
+    /// Whether it takes new work: while it holds the lease, for `MAX_DISPATCH`.
+    fn taking(&self) -> bool {
+        self.holding && self.started.elapsed() < MAX_DISPATCH
+    }
+
+    /// Fans new notifications out and claims due deliveries for the free slots, as wanted.
+    fn look(&mut self) -> Result<(), Unavailable> {
+        if self.wants.fan_out {
+            let fanned = self.store.fan_out(FAN_OUT_BATCH)?;
+            fanned.iter().for_each(log);
+            self.wants.fan_out = fanned.len() == FAN_OUT_BATCH as usize;
+            self.wants.claim = true;
+        }
+        if self.wants.claim {
+            let free = MAX_IN_FLIGHT - self.in_flight.len();
+            let jobs = self.store.claim_due(
+                free,
+                self.lease,
+                self.config.delivery_concurrency,
+                &self.config.delivery_schedule,
+            )?;
+            // All it could take: more may be due once slots free up.
+            self.wants.claim = jobs.len() == free && free > 0;
+            self.last_claim = Instant::now();
+            let config = self.config;
+            self.in_flight
+                .extend(jobs.into_iter().map(|job| attempt(job, config)));
+        }
+        Ok(())
+    }
+
+    /// Nothing in flight and nothing more to take: gives the lease up unless a request was
+    /// counted since the last look (then it looks again). Whether the dispatch is done.
+    fn idle(&mut self) -> Result<bool, Unavailable> {
+        if !self.holding {
+            return Ok(true);
+        }
+        if !self.taking() {
+            self.store.release_dispatch(self.holder, None)?;
+            return Ok(true);
+        }
+        if self.store.release_dispatch(self.holder, Some(self.seen))? {
+            return Ok(true);
+        }
+        match self.store.renew_dispatch(self.holder, self.lease)? {
+            Some(requests) => self.seen = requests,
+            None => {
+                lease_lost();
+                return Ok(true);
+            }
+        }
+        self.last_renewal = Instant::now();
+        self.wants = Wants::EVERYTHING;
+        Ok(false)
+    }
+
+    /// Waits for the next attempt to end or the time to poll, whichever comes first; records
+    /// every attempt that ended, and polls when it is time (however often attempts end).
+    async fn wait(&mut self) -> Result<(), Unavailable> {
+        let finished = if self.holding {
+            let until_poll = self.next_poll.saturating_duration_since(Instant::now());
+            match select(self.in_flight.next(), sleep(until_poll)).await {
+                Either::Left((finished, _)) => finished,
+                Either::Right(_) => None,
+            }
+        } else {
+            // No polls without the lease: only the attempts' ends.
+            self.in_flight.next().await
+        };
+        if let Some(finished) = finished {
+            self.record(finished)?;
+            while let Some(Some(finished)) = self.in_flight.next().now_or_never() {
+                self.record(finished)?;
+            }
+            self.wants.claim = true;
+        }
+        if self.holding && Instant::now() >= self.next_poll {
+            self.poll()?;
+        }
+        Ok(())
+    }
+
+    /// Looks whether a hand-off counted a request (then fans out and claims at once), renews
+    /// the lease now and then, and claims again now and then (retries come due).
+    fn poll(&mut self) -> Result<(), Unavailable> {
+        self.next_poll = Instant::now() + POLL;
+        let requests = if self.last_renewal.elapsed() >= self.lease / 4 {
+            self.last_renewal = Instant::now();
+            self.store.renew_dispatch(self.holder, self.lease)?
+        } else {
+            self.store.dispatch_requests(self.holder)?
+        };
+        match requests {
+            Some(requests) if requests != self.seen => {
+                self.seen = requests;
+                self.wants = Wants::EVERYTHING;
+            }
+            Some(_) => self.wants.claim |= self.last_claim.elapsed() >= RECLAIM,
+            None => {
+                // Finish what is in flight (each delivery has a lease and a token of its own),
+                // take nothing new.
+                self.holding = false;
+                lease_lost();
+            }
+        }
+        Ok(())
     }
 
     /// Records an attempt under its claim's token, and disables its subscription when its

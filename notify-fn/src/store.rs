@@ -18,8 +18,8 @@
 
 use std::time::Duration;
 
-use chrono::{NaiveDate, NaiveDateTime};
-use event_contract::{ChangeType, EventData, rfc3339_utc};
+use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
+use event_contract::{ChangeType, EventData, EventTimes, rfc3339_utc, time_of_day};
 use http_kit::{Page, Row, Rows, Unavailable};
 use spin_sdk::pg4::Connection;
 
@@ -43,7 +43,8 @@ macro_rules! subscription_columns {
 macro_rules! notification_columns {
     () => {
         "n.id, n.type, n.status, n.created_at, n.event_id, n.title, n.description, n.date,
-         n.event_created_at, n.event_updated_at"
+         n.start_time, n.end_time, n.time_zone, n.end_date, n.event_created_at,
+         n.event_updated_at"
     };
 }
 
@@ -729,6 +730,14 @@ fn notification(row: Row<'_>) -> Result<Notification, Unavailable> {
                 title,
                 description: row.get("description")?,
                 date: date.format("%Y-%m-%d").to_string(),
+                times: EventTimes {
+                    start_time: row.get::<Option<NaiveTime>>("start_time")?.map(time_of_day),
+                    end_time: row.get::<Option<NaiveTime>>("end_time")?.map(time_of_day),
+                    time_zone: row.get("time_zone")?,
+                    end_date: row
+                        .get::<Option<NaiveDate>>("end_date")?
+                        .map(|d| d.format("%Y-%m-%d").to_string()),
+                },
                 created_at: rfc3339_utc(row.get("event_created_at")?),
                 updated_at: rfc3339_utc(row.get("event_updated_at")?),
             })

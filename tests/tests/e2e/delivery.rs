@@ -766,9 +766,18 @@ fn a_subscription_deleted_mid_round_stops_without_failing_the_round() -> TestRes
     Ok(())
 }
 
+/// Expires the leases under an attempt in flight (the dispatcher's and the delivery's, the
+/// retry due at once), as when a dispatcher stalls past its lease, and asks for a dispatch:
+/// another dispatcher claims the delivery again.
+fn steal_claim(app: &App) -> Result<()> {
+    app.sql("UPDATE deliveries SET leased_until = (now() AT TIME ZONE 'utc') - interval '1 second', next_attempt_at = (now() AT TIME ZONE 'utc') WHERE status = 'pending'")?;
+    app.sql("UPDATE dispatcher SET held_until = '-infinity'")?;
+    app.dispatch()
+}
+
 /// A result is recorded under the token of the claim that made the attempt: once the lease
-/// expired and another dispatcher claimed the delivery again (and delivered it), the first
-/// attempt's late result changes nothing.
+/// expired and another dispatcher claimed the delivery again, the first attempt's late result
+/// changes nothing, whether the newer claim has delivered by then or is still under way.
 #[e2e::test]
 fn a_stale_claim_cannot_overwrite_a_newer_result() -> TestResult {
     let app = App::start_with(postgres(), |options| {
@@ -776,39 +785,58 @@ fn a_stale_claim_cannot_overwrite_a_newer_result() -> TestResult {
     })?;
     let receiver = WebhookReceiver::start();
     let id = app.subscribe(&receiver, None)?["id"].as_i64().context("id")?;
+    let is_stale = |attempt: &Value| {
+        attempt["status_code"].is_null()
+            && attempt["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("no result recorded"))
+    };
+
+    // The newer claim delivers before the stale attempt ends.
     receiver.script(&[Answer::Silence]);
-    app.create("contested", "2024-11-15")?;
+    app.create("delivered first", "2024-11-15")?;
     receiver.wait_for(10, |r| r.len() == 1)?;
-    // The first dispatcher's attempt is under way; both leases expire under it (and the retry
-    // is due at once).
-    app.sql("UPDATE deliveries SET leased_until = (now() AT TIME ZONE 'utc') - interval '1 second', next_attempt_at = (now() AT TIME ZONE 'utc')")?;
-    app.sql("UPDATE dispatcher SET held_until = '-infinity'")?;
-    app.dispatch()?;
+    steal_claim(&app)?;
     receiver.wait_for(10, |r| r.len() == 2)?;
-    let notification: i64 = app.sql("SELECT max(id) FROM notifications")?.parse()?;
-    app.dispatch_until(10, |n| n["status"] == "delivered", notification)?;
-    // The first attempt times out now, and its dispatcher tries to record that.
+    let first: i64 = app.sql("SELECT max(id) FROM notifications")?.parse()?;
+    app.dispatch_until(10, |n| n["status"] == "delivered", first)?;
     app.devhost
         .wait_for_output(|log| log.contains("its claim is no longer current"))?;
-    let detail = app.get(&format!("/notifications/{notification}"))?.json()?;
+    let detail = app.get(&format!("/notifications/{first}"))?.json()?;
     assert_eq!(detail["status"], "delivered");
     let delivery = &detail["deliveries"][0];
     assert_eq!(delivery["status"], "delivered");
-    let [first, second] = attempts(delivery) else {
+    let [stale, newer] = attempts(delivery) else {
         anyhow::bail!("{delivery:#}");
     };
-    ensure!(
-        first["status_code"].is_null()
-            && first["error"]
-                .as_str()
-                .is_some_and(|e| e.starts_with("no result recorded")),
-        "{first:#}"
-    );
-    assert_eq!(second["status_code"], 200);
+    ensure!(is_stale(stale), "{stale:#}");
+    assert_eq!(newer["status_code"], 200);
     let health = app.get(&format!("/subscriptions/{id}"))?.json()?["health"].clone();
     assert_eq!(health["consecutive_failed_attempts"], 0, "{health:#}");
     assert_eq!(health["failing_since"], Value::Null);
-    assert_eq!(receiver.received().len(), 2);
+
+    // The stale attempt ends while the newer claim's is still under way.
+    app.wait_until_no_dispatch()?;
+    receiver.script(&[Answer::Silence, Answer::Silence]);
+    app.create("still under way", "2024-11-15")?;
+    receiver.wait_for(10, |r| r.len() == 3)?;
+    steal_claim(&app)?;
+    receiver.wait_for(10, |r| r.len() == 4)?;
+    let second: i64 = app.sql("SELECT max(id) FROM notifications")?.parse()?;
+    let delivered = app.dispatch_until(20, |n| n["status"] == "delivered", second)?;
+    let delivery = &delivered["deliveries"][0];
+    let [stale, timed_out, newest] = attempts(delivery) else {
+        anyhow::bail!("{delivery:#}");
+    };
+    ensure!(is_stale(stale), "{stale:#}");
+    ensure!(
+        timed_out["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("no answer within")),
+        "{timed_out:#}"
+    );
+    assert_eq!(newest["status_code"], 200);
+    assert_eq!(receiver.received().len(), 5);
     Ok(())
 }
 
