@@ -9,6 +9,7 @@
 -- MIGRATOR_DB_PASSWORD (optional) sets the role's password; it is read from the environment
 -- (psql 15 or later), so it never appears in a command line or in this file.
 
+\set QUIET on
 SET client_min_messages = warning;
 \getenv migrator_password MIGRATOR_DB_PASSWORD
 
