@@ -1392,6 +1392,15 @@ def set_var(app, name, new):
     app["spec"]["variables"] = [new if v["name"] == name else v for v in app["spec"]["variables"]]
 
 
+def drop_var(app, name):
+    app["spec"]["variables"] = [v for v in app["spec"]["variables"] if v["name"] != name]
+
+
+def secret_var(name, key):
+    """A SpinApp variable `name` from key `key` of the app's Secret."""
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": "event-management-secrets", "key": key}}}
+
+
 def pg_pod(docs):
     return find(docs, "StatefulSet", "postgres")["spec"]["template"]["spec"]
 
@@ -1417,20 +1426,17 @@ def _(docs, repo):
 
 @mutation("notify-fn's database URL in event-fn's pod", "secrets")
 def _(docs, repo):
-    set_var(spinapp_in(docs, "event-fn"), "notify_fn_db_url", {"name": "notify_fn_db_url", "valueFrom": {
-        "secretKeyRef": {"name": "event-management-secrets", "key": "notify_fn_db_url"}}})
+    set_var(spinapp_in(docs, "event-fn"), "notify_fn_db_url", secret_var("notify_fn_db_url", "notify_fn_db_url"))
 
 
 @mutation("a required variable left unset where no component uses it", "variables")
 def _(docs, repo):
-    app = spinapp_in(docs, "event-fn")
-    app["spec"]["variables"] = [v for v in app["spec"]["variables"] if v["name"] != "notify_fn_db_url"]
+    drop_var(spinapp_in(docs, "event-fn"), "notify_fn_db_url")
 
 
 @mutation("event-fn connecting as notify-fn's role", "db_url")
 def _(docs, repo):
-    set_var(spinapp_in(docs, "event-fn"), "event_fn_db_url", {"name": "event_fn_db_url", "valueFrom": {
-        "secretKeyRef": {"name": "event-management-secrets", "key": "notify_fn_db_url"}}})
+    set_var(spinapp_in(docs, "event-fn"), "event_fn_db_url", secret_var("event_fn_db_url", "notify_fn_db_url"))
 
 
 @mutation("migrations run as the superuser", "migrations")
@@ -1450,8 +1456,7 @@ def _(docs, repo):
 
 @mutation("a component variable left unset", "variables")
 def _(docs, repo):
-    app = spinapp_in(docs, "notify-fn")
-    app["spec"]["variables"] = [v for v in app["spec"]["variables"] if v["name"] != "notify_token"]
+    drop_var(spinapp_in(docs, "notify-fn"), "notify_token")
 
 
 @mutation("notify_url left at service chaining", "notify_url")
