@@ -8,6 +8,9 @@ fail() {
     exit 1
 }
 
+# elapsed SINCE: the time since SECONDS was SINCE, as "M min S s".
+elapsed() { echo "$(((SECONDS - $1) / 60)) min $(((SECONDS - $1) % 60)) s"; }
+
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -70,11 +73,11 @@ alive() {
 # minute and left nothing behind: no process of its group, no runtime, no PostgreSQL, no
 # listener on the API's or PostgreSQL's port.
 stop_run() {
-    local out=$1 how=$2 api_port pg_port pg_data pid status=0 started=()
+    local out=$1 how=$2 api_port pg_port pg_data pid status=0 spawned=()
     api_port=${base_url##*:}
     pg_port=$(sed -nE 's/^local PostgreSQL on 127\.0\.0\.1:([0-9]+) .*/\1/p' "$out")
     pg_data=$(sed -nE 's/^local PostgreSQL on .* \(data in ([^,]+),.*/\1/p' "$out")
-    mapfile -t started < <(
+    mapfile -t spawned < <(
         pgrep -g "$run_pid"
         ss -Hltnp "sport = :$api_port" | sed -nE 's/.*pid=([0-9]+).*/\1/p'
         [ -z "$pg_data" ] || head -n 1 "$pg_data/postmaster.pid"
@@ -88,7 +91,7 @@ stop_run() {
     wait "$run_pid" || status=$?
     run_pid=
     [ "$status" = 0 ] || fail "scripts/run ended with status $status after SIGINT, not 0"
-    for pid in "${started[@]}"; do
+    for pid in "${spawned[@]}"; do
         ! alive "$pid" || fail "process $pid ($(ps -o args= -p "$pid")) is left after the stop"
     done
     ! listening 127.0.0.1 "$api_port" || fail "something still listens on the API's port $api_port"
