@@ -7,13 +7,12 @@
 #      for --runtime spin;
 #   2. a run on devhost (--runtime devhost, with a Spin on PATH) from an earlier run's state: a
 #      PostgreSQL that trusted every local connection is moved to password authentication, the
-#      tokens are kept; the API answers the printed token; the periodic dispatch runs and
-#      succeeds; no token or password is on any command line; Ctrl-C (SIGINT to the process
-#      group) stops everything;
+#      tokens are kept; the API answers the printed token; no token or password is on any
+#      command line; Ctrl-C (SIGINT to the process group) stops everything;
 #   3. a run on Spin, chosen because a Spin 3.6+ is on PATH (tests/run/fake-spin, which records
 #      its arguments and environment and serves with devhost): `spin build`, `spin up` with the
-#      same variables and database, the same periodic dispatch; SIGINT to scripts/run alone
-#      stops everything too.
+#      same variables and database; the periodic dispatch runs and succeeds without a token on
+#      its command line; SIGINT to scripts/run alone stops everything too.
 # Expects scripts/build to have built devhost and the components, and PostgreSQL's server
 # binaries where scripts/run finds them. Every run here uses free ports and a state directory
 # of its own (RUN_STATE_DIR), removed at the end.
@@ -179,17 +178,22 @@ check_private() {
     done
 }
 
-# No secret on any process's command line, sampled while the dispatch runs every second; the
-# dispatch itself ran (at least twice), succeeded, and sent its token from the header file.
-check_secrets_and_dispatch() {
-    local state=$1 curl_log=$2
-    secrets_of "$state"
+# No secret on any process's command line, sampled for three seconds.
+check_command_lines() {
+    secrets_of "$1"
     : >"$tmp/ps"
     for _ in 1 2 3 4 5 6; do
         ps -eo args >>"$tmp/ps"
         sleep 0.5
     done
     ! grep -F -f "$tmp/secrets" "$tmp/ps" >"$tmp/leaks" || fail "a secret is on a command line: $(head -c 300 "$tmp/leaks")"
+}
+
+# The same while the dispatch runs every second; the dispatch itself ran (at least twice),
+# succeeded, and sent its token from the header file.
+check_secrets_and_dispatch() {
+    local state=$1 curl_log=$2
+    check_command_lines "$state"
     grep 'notifications/dispatch' "$curl_log" >"$tmp/dispatches" || true
     [ "$(wc -l <"$tmp/dispatches")" -ge 2 ] || fail "the periodic dispatch did not run (curl calls: $(cat "$curl_log"))"
     ! grep -v -e "-H @$state/notify.header .* => 0\$" "$tmp/dispatches" >"$tmp/odd" ||
@@ -207,8 +211,9 @@ as_pg "$pg_bin/initdb" --auth=trust --username=postgres --encoding=UTF8 -D "$sta
 old_api_token=$(random_hex)
 (umask 077 && printf 'API_TOKEN=%s\nNOTIFY_TOKEN=%s\n' "$old_api_token" "$(random_hex)" >"$state/tokens.env")
 api_port=$(free_port) pg_port=$(free_port)
+# A dispatch every 30 s: Ctrl-C comes while it sleeps, and its sleep must not outlive the run.
 start_run "$tmp/devhost.out" env RUN_STATE_DIR="$state" PATH="$tmp/spin:$PATH" PG_PORT="$pg_port" \
-    DISPATCH_EVERY=1 CURL_LOG="$tmp/curl-devhost.log" scripts/run --listen "127.0.0.1:$api_port" --runtime devhost
+    DISPATCH_EVERY=30 CURL_LOG="$tmp/curl-devhost.log" scripts/run --listen "127.0.0.1:$api_port" --runtime devhost
 wait_served "$tmp/devhost.out" 1800 "$tmp/devhost.auth"
 grep -q '^setting password authentication on the local PostgreSQL from an earlier run' "$tmp/devhost.out" ||
     fail "the earlier run's PostgreSQL was not moved to password authentication"
@@ -219,7 +224,7 @@ grep -q "^serving with devhost on http://127.0.0.1:$api_port (--runtime devhost)
 check_api
 check_password_auth "$state" "$pg_port"
 check_private "$state"
-check_secrets_and_dispatch "$state" "$tmp/curl-devhost.log"
+check_command_lines "$state"
 stop_run "$tmp/devhost.out" group
 [ "$(tail -n 1 "$tmp/devhost.out")" = "stopped the local PostgreSQL" ] ||
     fail "the run did not end by stopping its PostgreSQL: $(tail -n 3 "$tmp/devhost.out")"
