@@ -11,7 +11,7 @@ spec = importlib.util.spec_from_file_location("hooks", os.path.join(os.path.dirn
 hooks = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(hooks)
 
-NOT_UTF8 = {"Authorization": "Bearer x", "Idempotency-Key": "caf\u00e9"}  # 0xE9 on the wire
+NOT_UTF8 = {"Authorization": "Bearer " + "5f" * 32, "Idempotency-Key": "caf\u00e9"}  # 0xE9 on the wire
 
 
 def response(status, content=b"", headers=None):
