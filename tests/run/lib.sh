@@ -87,7 +87,8 @@ stop_run() {
         kill -0 "$run_pid" 2>/dev/null || break
         sleep 0.5
     done
-    kill -0 "$run_pid" 2>/dev/null && fail "scripts/run still runs a minute after SIGINT"
+    kill -0 "$run_pid" 2>/dev/null &&
+        fail "scripts/run still runs a minute after SIGINT; its process group: $(ps -o pid=,stat=,args= -g "$run_pid" | tr '\n' ';')"
     wait "$run_pid" || status=$?
     run_pid=
     [ "$status" = 0 ] || fail "scripts/run ended with status $status after SIGINT, not 0"
