@@ -69,8 +69,8 @@ alive() {
 }
 
 # stop_run OUT group|process: sends SIGINT to the run's whole process group, as Ctrl-C at a
-# terminal does, or to scripts/run alone; then checks that it ended with status 0 within a
-# minute and left nothing behind: no process of its group, no runtime, no PostgreSQL, no
+# terminal does, or to scripts/run alone; then checks that it ended with status 0 within two
+# minutes and left nothing behind: no process of its group, no runtime, no PostgreSQL, no
 # listener on the API's or PostgreSQL's port.
 stop_run() {
     local out=$1 how=$2 api_port pg_port pg_data pid status=0 spawned=()
@@ -83,12 +83,15 @@ stop_run() {
         [ -z "$pg_data" ] || head -n 1 "$pg_data/postmaster.pid"
     )
     if [ "$how" = group ]; then kill -INT -- "-$run_pid"; else kill -INT "$run_pid"; fi
-    for _ in $(seq 1 120); do
+    # Two minutes: PostgreSQL's shutdown checkpoint can be slow on a disk that builds share.
+    local asked=$SECONDS
+    for _ in $(seq 1 240); do
         kill -0 "$run_pid" 2>/dev/null || break
         sleep 0.5
     done
     kill -0 "$run_pid" 2>/dev/null &&
-        fail "scripts/run still runs a minute after SIGINT; its process group: $(ps -o pid=,stat=,args= -g "$run_pid" | tr '\n' ';')"
+        fail "scripts/run still runs two minutes after SIGINT; its process group: $(ps -o pid=,stat=,args= -g "$run_pid" | tr '\n' ';')"
+    echo "stopped $((SECONDS - asked)) s after SIGINT"
     wait "$run_pid" || status=$?
     run_pid=
     [ "$status" = 0 ] || fail "scripts/run ended with status $status after SIGINT, not 0"
