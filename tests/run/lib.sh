@@ -16,14 +16,16 @@ free_port() {
 }
 
 # start_run OUT COMMAND...: starts COMMAND (scripts/run, perhaps behind `env`) with its output in
-# OUT, in a process group of its own as a shell with job control starts it: a background job of
-# a script would ignore SIGINT, and Ctrl-C could not be played. Sets run_pid.
+# OUT as a terminal's shell starts it, so that Ctrl-C can be played: in a process group of its
+# own (job control), and with SIGINT's default action even when this script was started with
+# SIGINT ignored (as a background job of a script is), which scripts/run would inherit. Sets
+# run_pid.
 start_run() {
     local out=$1
     shift
     : >"$out"
     set -m
-    "$@" >"$out" 2>&1 </dev/null &
+    env --default-signal=INT "$@" >"$out" 2>&1 </dev/null &
     run_pid=$!
     set +m
 }
@@ -90,7 +92,7 @@ stop_run() {
         sleep 0.5
     done
     kill -0 "$run_pid" 2>/dev/null &&
-        fail "scripts/run still runs two minutes after SIGINT; its process group: $(ps -o pid=,stat=,args= -g "$run_pid" | tr '\n' ';')"
+        fail "scripts/run still runs two minutes after SIGINT; its process group: $(pgrep -g "$run_pid" | xargs -r ps -o pid=,stat=,args= -p | tr '\n' ';')"
     echo "stopped $((SECONDS - asked)) s after SIGINT"
     wait "$run_pid" || status=$?
     run_pid=
