@@ -7,8 +7,10 @@
 #      for --runtime spin;
 #   2. a run on devhost (--runtime devhost, with a Spin on PATH) from an earlier run's state: a
 #      PostgreSQL that trusted every local connection is moved to password authentication, the
-#      tokens are kept; the API answers the printed token; no token or password is on any
-#      command line; Ctrl-C (SIGINT to the process group) stops everything;
+#      tokens are kept, the schema it migrated before the database roles existed passes to the
+#      migration role; the API answers the printed token; the functions' roles log in with the
+#      generated passwords; no token or password is on any command line; Ctrl-C (SIGINT to the
+#      process group) stops everything;
 #   3. a run on Spin, chosen because a Spin 3.6+ is on PATH (tests/run/fake-spin, which records
 #      its arguments and environment and serves with devhost): `spin build`, `spin up` with the
 #      same variables and database; the periodic dispatch runs and succeeds without a token on
@@ -144,11 +146,12 @@ fi
 [ ! -e "$FAKE_SPIN_LOG" ] || fail "spin build or spin up ran for a Spin older than 3.6: $(cat "$FAKE_SPIN_LOG")"
 
 # --- checks of a serving run ------------------------------------------------------------------
-# secrets_of STATE: the run's tokens and database password, one a line, in $tmp/secrets (a file,
-# so that grep gets them with -f, not on its command line).
+# secrets_of STATE: the run's tokens and database passwords, one a line, in $tmp/secrets (a
+# file, so that grep gets them with -f, not on its command line).
 secrets_of() {
     {
         sed -n 's/^API_TOKEN=//p; s/^NOTIFY_TOKEN=//p' "$1/tokens.env"
+        sed -n 's/^[A-Z_]*_DB_PASSWORD=//p' "$1/db-roles.env"
         cat "$1/postgres.password"
     } >"$tmp/secrets"
 }
@@ -168,11 +171,27 @@ check_password_auth() {
     [ "$out" = t ] || fail "the database holds no event after a POST: $out"
 }
 
+# The app's database roles (README.md, "Database roles"): the migration role owns every table,
+# and the functions' roles log in with the passwords the run generated into db-roles.env.
+check_roles() {
+    local state=$1 port=$2 role variable out
+    out=$(PGPASSFILE=$state/pgpass psql "postgres://postgres@127.0.0.1:$port/events" -X -w -tAc \
+        "SELECT string_agg(DISTINCT tableowner, ' ') FROM pg_tables WHERE schemaname = 'public'" 2>&1)
+    [ "$out" = event_platform_migrator ] || fail "the tables belong to $out, not the migration role"
+    for role in event_fn notify_fn; do
+        variable=${role^^}_DB_PASSWORD
+        (umask 077 && printf '127.0.0.1:%s:*:%s:%s\n' "$port" "$role" \
+            "$(sed -n "s/^$variable=//p" "$state/db-roles.env")" >"$tmp/roles.pgpass")
+        out=$(PGPASSFILE=$tmp/roles.pgpass psql "postgres://$role@127.0.0.1:$port/events" -X -w -tAc \
+            'SELECT current_user' 2>&1) || fail "$role's generated password was refused: $out"
+    done
+}
+
 # The state directory and every secret in it are the user's alone.
 check_private() {
     local state=$1 file mode
     [ "$(stat -c %a "$state")" = 700 ] || fail "$state is mode $(stat -c %a "$state"), not 700"
-    for file in tokens.env postgres.password pgpass api.header notify.header; do
+    for file in tokens.env postgres.password db-roles.env pgpass api.header notify.header; do
         mode=$(stat -c %a "$state/$file")
         [ "$mode" = 600 ] || fail "$state/$file is mode $mode, not 600"
     done
@@ -208,6 +227,16 @@ mkdir "$state"
 [ "$(id -u)" != 0 ] || chown postgres: "$state"
 pg_bin=$(find_pg_bin)
 as_pg "$pg_bin/initdb" --auth=trust --username=postgres --encoding=UTF8 -D "$state/postgres" >/dev/null
+# Its database as a run before the database roles left it: migrated by the superuser.
+mkdir "$tmp/before-roles"
+cp sql/00[123]_*.sql "$tmp/before-roles/"
+earlier_port=$(free_port)
+as_pg "$pg_bin/pg_ctl" -D "$state/postgres" -l "$state/earlier.log" -w start \
+    -o "-p $earlier_port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$state" >/dev/null
+as_pg "$pg_bin/createdb" -h 127.0.0.1 -p "$earlier_port" -U postgres events
+DATABASE_URL="postgres://postgres@127.0.0.1:$earlier_port/events" PATH="$pg_bin:$PATH" \
+    sh sql/migrate.sh "$tmp/before-roles" >/dev/null
+as_pg "$pg_bin/pg_ctl" -D "$state/postgres" -m fast -w stop >/dev/null
 old_api_token=$(random_hex)
 (umask 077 && printf 'API_TOKEN=%s\nNOTIFY_TOKEN=%s\n' "$old_api_token" "$(random_hex)" >"$state/tokens.env")
 api_port=$(free_port) pg_port=$(free_port)
@@ -223,12 +252,13 @@ grep -q "^serving with devhost on http://127.0.0.1:$api_port (--runtime devhost)
 [ "$(cat "$tmp/devhost.auth")" = "Authorization: Bearer $old_api_token" ] || fail "the earlier run's API token was not kept"
 check_api
 check_password_auth "$state" "$pg_port"
+check_roles "$state" "$pg_port"
 check_private "$state"
 check_command_lines "$state"
 stop_run "$tmp/devhost.out" group
 [ "$(tail -n 1 "$tmp/devhost.out")" = "stopped the local PostgreSQL" ] ||
     fail "the run did not end by stopping its PostgreSQL: $(tail -n 3 "$tmp/devhost.out")"
-echo "ok: devhost served the printed token, PostgreSQL moved to passwords, no secret on a command line, Ctrl-C left nothing"
+echo "ok: devhost served the printed token, PostgreSQL moved to passwords, the earlier schema to the roles, no secret on a command line, Ctrl-C left nothing"
 
 # --- 3. Spin, chosen from PATH ----------------------------------------------------------------
 echo "run: Spin 3.6.3 on PATH (a stand-in serving with devhost), a fresh state"
@@ -244,19 +274,24 @@ grep -q "^serving with Spin 3.6.3 on http://127.0.0.1:$api_port " "$tmp/spin.out
 grep '^args: ' "$FAKE_SPIN_LOG" >"$tmp/spin-calls"
 printf 'args: build --from spin.toml\nargs: up --from spin.toml --listen 127.0.0.1:%s\n' "$api_port" |
     cmp -s - "$tmp/spin-calls" || fail "spin was not called as \`spin build\` then \`spin up\`: $(cat "$tmp/spin-calls")"
-# The variables spin up got: the run's database (with its password), tokens and settings.
+# The variables spin up got: the run's database (as each function's role, with its password),
+# tokens and settings.
 sed -n '/^args: up /,$p' "$FAKE_SPIN_LOG" >"$tmp/spin-up"
 (
     umask 077
-    printf 'SPIN_VARIABLE_DB_URL=postgres://postgres:%s@127.0.0.1:%s/events?sslmode=disable\n' "$(cat "$state/postgres.password")" "$pg_port"
+    sed -nE "s#^(EVENT_FN|NOTIFY_FN)_DB_PASSWORD=(.*)#\\1 \\2#p" "$state/db-roles.env" | while read -r role password; do
+        printf 'SPIN_VARIABLE_%s_DB_URL=postgres://%s:%s@127.0.0.1:%s/events?sslmode=disable\n' \
+            "$role" "${role,,}" "$password" "$pg_port"
+    done
     printf 'SPIN_VARIABLE_DB_HOST=127.0.0.1\nSPIN_VARIABLE_DB_PORT=%s\n' "$pg_port"
     sed -n 's/^API_TOKEN=/SPIN_VARIABLE_API_TOKEN=/p; s/^NOTIFY_TOKEN=/SPIN_VARIABLE_NOTIFY_TOKEN=/p' "$state/tokens.env"
     echo SPIN_VARIABLE_ALLOW_PRIVATE_WEBHOOKS=true
 ) >"$tmp/expected-variables"
-[ "$(grep -cFx -f "$tmp/expected-variables" "$tmp/spin-up")" = 6 ] ||
+[ "$(grep -cFx -f "$tmp/expected-variables" "$tmp/spin-up")" = 7 ] ||
     fail "spin up did not get the run's variables (it got: $(sed -n 's/=.*//p' "$tmp/spin-up" | tr '\n' ' '))"
 check_api
 check_password_auth "$state" "$pg_port"
+check_roles "$state" "$pg_port"
 check_private "$state"
 check_secrets_and_dispatch "$state" "$tmp/curl-spin.log"
 stop_run "$tmp/spin.out" process
