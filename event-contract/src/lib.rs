@@ -1,7 +1,7 @@
 //! What event-fn and notify-fn agree on, and nothing else: the published form of an event (the
 //! API's representation and a notification's `data`) and the kinds of change.
 
-use chrono::NaiveDateTime;
+use chrono::{NaiveDateTime, NaiveTime, Timelike};
 use serde::{Deserialize, Serialize};
 
 /// An event as clients and webhook receivers see it.
@@ -12,9 +12,37 @@ pub struct EventData {
     pub description: Option<String>,
     /// `YYYY-MM-DD`.
     pub date: String,
+    /// When on `date` (issue 15); all null for an all-day event.
+    #[serde(flatten)]
+    pub times: EventTimes,
     /// RFC 3339, UTC.
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// The optional time fields of an event: null for an all-day event on `date`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventTimes {
+    /// `HH:MM` (or `HH:MM:SS`), local time in `time_zone`.
+    #[serde(default)]
+    pub start_time: Option<String>,
+    #[serde(default)]
+    pub end_time: Option<String>,
+    /// An IANA name, e.g. `Europe/Berlin`.
+    #[serde(default)]
+    pub time_zone: Option<String>,
+    /// `YYYY-MM-DD`: the last day of an event that ends on a later day than `date`.
+    #[serde(default)]
+    pub end_date: Option<String>,
+}
+
+/// A time of day as events show it: `HH:MM`, with `:SS` only when the seconds are not zero.
+pub fn time_of_day(time: NaiveTime) -> String {
+    if time.second() == 0 {
+        time.format("%H:%M").to_string()
+    } else {
+        time.format("%H:%M:%S").to_string()
+    }
 }
 
 /// A stored UTC timestamp as RFC 3339 with microseconds.
@@ -70,6 +98,35 @@ mod tests {
     fn change_types_serialize_as_their_type() {
         let json = serde_json::to_string(&ChangeType::ALL).expect("serializable");
         assert_eq!(json, r#"["event.created","event.updated","event.deleted"]"#);
+    }
+
+    #[test]
+    fn times_of_day_keep_seconds_only_when_there_are_some() {
+        let at = |h, m, s| NaiveTime::from_hms_opt(h, m, s).expect("valid");
+        assert_eq!(time_of_day(at(9, 5, 0)), "09:05");
+        assert_eq!(time_of_day(at(23, 59, 59)), "23:59:59");
+    }
+
+    #[test]
+    fn the_time_fields_are_members_of_the_event() {
+        let data = EventData {
+            id: 1,
+            title: "t".into(),
+            description: None,
+            date: "2024-11-15".into(),
+            times: EventTimes {
+                start_time: Some("09:00".into()),
+                time_zone: Some("Europe/Berlin".into()),
+                ..EventTimes::default()
+            },
+            created_at: "c".into(),
+            updated_at: "u".into(),
+        };
+        let json = serde_json::to_value(&data).expect("serializable");
+        assert_eq!(json["start_time"], "09:00");
+        assert_eq!(json["end_time"], serde_json::Value::Null);
+        let back: EventData = serde_json::from_value(json).expect("deserializable");
+        assert_eq!(back, data);
     }
 
     #[test]

@@ -6,6 +6,8 @@ use serde_json::{Map, Value};
 
 use http_kit::FieldError;
 
+use crate::schedule::{EventTime, EventZone, Schedule, TimeFields};
+
 pub const TITLE_MAX_CHARS: usize = 100;
 pub const DESCRIPTION_MAX_CHARS: usize = 5000;
 
@@ -109,45 +111,105 @@ pub struct EventInput {
     pub title: EventTitle,
     pub description: Option<EventDescription>,
     pub date: EventDate,
+    /// Absent fields serialize to nothing, so an all-day event's fingerprint is the same as
+    /// before the time fields existed (idempotency records stay valid across the upgrade).
+    #[serde(flatten)]
+    pub schedule: Schedule,
 }
 
-/// A JSON merge patch (RFC 7396) of an event: absent fields stay, `description: null` clears.
+/// A JSON merge patch (RFC 7396) of an event: absent fields stay, `null` clears an optional one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventPatch {
     pub title: Option<EventTitle>,
     pub description: Option<Option<EventDescription>>,
     pub date: Option<EventDate>,
+    pub start_time: Option<Option<EventTime>>,
+    pub end_time: Option<Option<EventTime>>,
+    pub time_zone: Option<Option<EventZone>>,
+    pub end_date: Option<Option<EventDate>>,
 }
 
 impl EventPatch {
     pub fn is_empty(&self) -> bool {
-        self.title.is_none() && self.description.is_none() && self.date.is_none()
+        self.title.is_none() && self.description.is_none() && !self.moves()
+    }
+
+    /// Whether the patch changes when the event happens: then the merged event must be checked
+    /// as a whole (a new date can fall into a daylight-saving gap of the event's time).
+    pub fn moves(&self) -> bool {
+        self.date.is_some()
+            || self.start_time.is_some()
+            || self.end_time.is_some()
+            || self.time_zone.is_some()
+            || self.end_date.is_some()
+    }
+
+    /// The event `current` becomes with this patch, if it holds together.
+    pub fn merged(&self, current: &EventInput) -> Result<EventInput, Vec<FieldError>> {
+        let date = self.date.unwrap_or(current.date);
+        let was = current.schedule.fields();
+        let schedule = Schedule::check(
+            date,
+            TimeFields {
+                start_time: self.start_time.unwrap_or(was.start_time),
+                end_time: self.end_time.unwrap_or(was.end_time),
+                time_zone: self.time_zone.clone().unwrap_or(was.time_zone),
+                end_date: self.end_date.unwrap_or(was.end_date),
+            },
+        )?;
+        Ok(EventInput {
+            title: self.title.clone().unwrap_or_else(|| current.title.clone()),
+            description: self
+                .description
+                .clone()
+                .unwrap_or_else(|| current.description.clone()),
+            date,
+            schedule,
+        })
     }
 }
 
-const FIELDS: [&str; 3] = ["title", "description", "date"];
+const FIELDS: [&str; 7] = [
+    "title",
+    "description",
+    "date",
+    "start_time",
+    "end_time",
+    "time_zone",
+    "end_date",
+];
 
 impl EventInput {
-    /// Parses a full event: `title` and `date` required, `description` optional or null.
+    /// Parses a full event: `title` and `date` required, the others optional or null.
     pub fn parse(body: &Value) -> Result<Self, Vec<FieldError>> {
         let object = as_object(body)?;
         let mut errors = unknown_fields(object);
         let title = required(object, "title", &mut errors)
             .and_then(|v| field(v, "title", &mut errors, EventTitle::parse));
-        let description = match object.get("description") {
-            None | Some(Value::Null) => None,
-            Some(v) => field(v, "description", &mut errors, EventDescription::parse),
-        };
+        let description = optional(object, "description", &mut errors, EventDescription::parse);
         let date = required(object, "date", &mut errors)
             .and_then(|v| field(v, "date", &mut errors, EventDate::parse));
-        match (title, date) {
-            (Some(title), Some(date)) if errors.is_empty() => Ok(Self {
-                title,
-                description,
-                date,
-            }),
-            _ => Err(errors),
+        let times = TimeFields {
+            start_time: optional(object, "start_time", &mut errors, EventTime::parse),
+            end_time: optional(object, "end_time", &mut errors, EventTime::parse),
+            time_zone: optional(object, "time_zone", &mut errors, EventZone::parse),
+            end_date: optional(object, "end_date", &mut errors, EventDate::parse),
+        };
+        let (Some(title), Some(date)) = (title, date) else {
+            return Err(errors);
+        };
+        // The rules between fields only once each field is valid: no second error for one
+        // mistake.
+        if !errors.is_empty() {
+            return Err(errors);
         }
+        let schedule = Schedule::check(date, times)?;
+        Ok(Self {
+            title,
+            description,
+            date,
+            schedule,
+        })
     }
 
     /// The canonical form of the input, to tell a retried request from a different one.
@@ -166,21 +228,96 @@ impl EventPatch {
             Some(Value::Null) => errors.push(FieldError::new("title", "cannot be removed: it is required")),
             Some(v) => patch.title = field(v, "title", &mut errors, EventTitle::parse),
         }
-        match object.get("description") {
-            None => {}
-            Some(Value::Null) => patch.description = Some(None),
-            Some(v) => {
-                if let Some(description) = field(v, "description", &mut errors, EventDescription::parse) {
-                    patch.description = Some(Some(description));
-                }
-            }
-        }
+        patch.description = clearable(object, "description", &mut errors, EventDescription::parse);
         match object.get("date") {
             None => {}
             Some(Value::Null) => errors.push(FieldError::new("date", "cannot be removed: it is required")),
             Some(v) => patch.date = field(v, "date", &mut errors, EventDate::parse),
         }
+        patch.start_time = clearable(object, "start_time", &mut errors, EventTime::parse);
+        patch.end_time = clearable(object, "end_time", &mut errors, EventTime::parse);
+        patch.time_zone = clearable(object, "time_zone", &mut errors, EventZone::parse);
+        patch.end_date = clearable(object, "end_date", &mut errors, EventDate::parse);
         if errors.is_empty() { Ok(patch) } else { Err(errors) }
+    }
+}
+
+/// An optional field of a full event: absent or null is `None`.
+fn optional<T>(
+    object: &Map<String, Value>,
+    name: &str,
+    errors: &mut Vec<FieldError>,
+    parse: fn(&str) -> Result<T, String>,
+) -> Option<T> {
+    match object.get(name) {
+        None | Some(Value::Null) => None,
+        Some(v) => field(v, name, errors, parse),
+    }
+}
+
+/// An optional field of a merge patch: absent (`None`, keep), null (`Some(None)`, clear) or a
+/// value; an invalid value is recorded and kept as absent.
+fn clearable<T>(
+    object: &Map<String, Value>,
+    name: &str,
+    errors: &mut Vec<FieldError>,
+    parse: fn(&str) -> Result<T, String>,
+) -> Option<Option<T>> {
+    match object.get(name) {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(v) => field(v, name, errors, parse).map(Some),
+    }
+}
+
+/// `q`: text the title contains (any case), at most as long as a title; empty is no search.
+pub fn title_search(value: &str) -> Result<Option<String>, String> {
+    if value.chars().count() > TITLE_MAX_CHARS {
+        return Err(format!("must be at most {TITLE_MAX_CHARS} characters"));
+    }
+    reject_nul(value)?;
+    Ok(Some(value.to_owned()).filter(|q| !q.is_empty()))
+}
+
+/// `from` and `to` bound a range of dates, both inclusive: `to` not before `from`.
+pub fn range_error(from: Option<EventDate>, to: Option<EventDate>) -> Option<FieldError> {
+    match (from, to) {
+        (Some(from), Some(to)) if from > to => Some(FieldError::new("to", "must not be before from")),
+        _ => None,
+    }
+}
+
+/// Which events a calendar holds (`GET /events.ics`, a feed): by `date` from and to (both
+/// inclusive) and text the title contains, as `GET /events` filters them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CalendarFilter {
+    pub from: Option<EventDate>,
+    pub to: Option<EventDate>,
+    pub title_contains: Option<String>,
+}
+
+const FEED_FIELDS: [&str; 3] = ["q", "from", "to"];
+
+impl CalendarFilter {
+    /// A feed's filter from a `POST /feeds` body: `q`, `from`, `to`, each optional or null.
+    pub fn parse(body: &Value) -> Result<Self, Vec<FieldError>> {
+        let object = as_object(body)?;
+        let mut errors: Vec<FieldError> = object
+            .keys()
+            .filter(|key| !FEED_FIELDS.contains(&key.as_str()))
+            .map(|key| FieldError::new(key, "is not a field of a feed"))
+            .collect();
+        let filter = CalendarFilter {
+            from: optional(object, "from", &mut errors, EventDate::parse),
+            to: optional(object, "to", &mut errors, EventDate::parse),
+            title_contains: optional(object, "q", &mut errors, title_search).flatten(),
+        };
+        errors.extend(range_error(filter.from, filter.to));
+        if errors.is_empty() {
+            Ok(filter)
+        } else {
+            Err(errors)
+        }
     }
 }
 
@@ -337,6 +474,40 @@ mod tests {
             ["date"]
         );
         assert_eq!(fields(EventPatch::parse(&json!({"id": 4})).unwrap_err()), ["id"]);
+    }
+
+    #[test]
+    fn a_patch_that_moves_the_event_is_checked_merged() {
+        let current = EventInput::parse(
+            &json!({"title": "t", "date": "2025-06-02", "start_time": "02:30", "time_zone": "Europe/Berlin"}),
+        )
+        .unwrap();
+        let patch = EventPatch::parse(&json!({"title": "u"})).unwrap();
+        assert!(!patch.moves());
+        // The kept 02:30 does not exist on the new date.
+        let patch = EventPatch::parse(&json!({"date": "2025-03-30"})).unwrap();
+        assert!(patch.moves());
+        assert_eq!(fields(patch.merged(&current).unwrap_err()), ["start_time"]);
+        // null clears; all three cleared is all-day again.
+        let patch = EventPatch::parse(&json!({"start_time": null, "time_zone": null})).unwrap();
+        let merged = patch.merged(&current).unwrap();
+        assert_eq!(merged.schedule, Schedule::default());
+        assert_eq!(merged.title.as_str(), "t");
+        let patch = EventPatch::parse(&json!({"time_zone": null})).unwrap();
+        assert_eq!(fields(patch.merged(&current).unwrap_err()), ["time_zone"]);
+        assert_eq!(
+            fields(EventPatch::parse(&json!({"start_time": "24:00", "end_date": 5})).unwrap_err()),
+            ["start_time", "end_date"]
+        );
+    }
+
+    #[test]
+    fn all_day_fingerprints_are_what_they_were_before_the_time_fields() {
+        let input = EventInput::parse(&json!({"title": "A", "date": "2024-11-15"})).unwrap();
+        assert_eq!(
+            input.fingerprint(),
+            r#"{"title":"A","description":null,"date":"2024-11-15"}"#
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::rc::Rc;
 
-use event_contract::{EventData, rfc3339_utc};
+use event_contract::{EventData, EventTimes, rfc3339_utc};
 use http_kit::page::{self, Page};
 use http_kit::{Problem, Reply, json_response, route};
 use spin_sdk::http::{Method, Params, Request, Response};
@@ -97,6 +97,10 @@ async fn patch(config: &Config, request: &Request, id: i64) -> Reply {
         .map_err(|errors| Problem::invalid("the patch is not valid", errors))?;
     let if_match = request::if_match(request, id);
     let store = open(config)?;
+    if patch.moves() {
+        let outcome = move_event(&store, id, &patch, if_match.as_deref())?;
+        return written(config, id, outcome).await;
+    }
     if patch.is_empty() {
         // An empty merge patch changes nothing: answer with the event as it is.
         let event = store.get(id)?.ok_or_else(|| no_event(id))?;
@@ -105,8 +109,39 @@ async fn patch(config: &Config, request: &Request, id: i64) -> Reply {
         }
         return Ok(event_response(200, &event));
     }
-    let outcome = store.patch(id, &patch, if_match.as_deref())?;
+    let outcome = store.patch_text(id, &patch, if_match.as_deref())?;
     written(config, id, outcome).await
+}
+
+/// How often a patch that moves an event is tried again when a concurrent write changed the
+/// event between its read and its write.
+const MOVE_ATTEMPTS: usize = 3;
+
+/// A patch of the date or the time fields: whether the merged times exist in the zone (and end
+/// after they start) depends on the fields it leaves as they are, so the event is read, merged
+/// and checked here, then replaced on the condition that it is still the version read.
+fn move_event(
+    store: &Store,
+    id: i64,
+    patch: &EventPatch,
+    if_match: Option<&[i64]>,
+) -> Result<WriteOutcome<Event>, Problem> {
+    for _ in 0..MOVE_ATTEMPTS {
+        let current = store.get(id)?.ok_or_else(|| no_event(id))?;
+        if if_match.is_some_and(|versions| !versions.contains(&current.version)) {
+            return Err(precondition_failed());
+        }
+        let merged = patch
+            .merged(&current.input())
+            .map_err(|errors| Problem::invalid("the patch is not valid", errors))?;
+        match store.replace(id, &merged, Some(&[current.version]))? {
+            // Changed since it was read: read it again (a named If-Match now fails above).
+            WriteOutcome::PreconditionFailed => continue,
+            outcome => return Ok(outcome),
+        }
+    }
+    eprintln!("event-fn: event {id} changed under {MOVE_ATTEMPTS} patches in a row");
+    Err(Problem::unavailable())
 }
 
 async fn delete(config: &Config, request: &Request, id: i64) -> Reply {
@@ -184,6 +219,15 @@ fn event_data(event: &Event) -> EventData {
         title: event.title.as_str().to_owned(),
         description: event.description.as_ref().map(|d| d.as_str().to_owned()),
         date: event.date.to_string(),
+        times: {
+            let times = event.schedule.fields();
+            EventTimes {
+                start_time: times.start_time.map(|t| t.to_string()),
+                end_time: times.end_time.map(|t| t.to_string()),
+                time_zone: times.time_zone.map(|z| z.name().to_owned()),
+                end_date: times.end_date.map(|d| d.to_string()),
+            }
+        },
         created_at: rfc3339_utc(event.created_at),
         updated_at: rfc3339_utc(event.updated_at),
     }

@@ -1,16 +1,22 @@
-//! event-fn: the events API (`/events`) as a Spin HTTP component.
+//! event-fn: the events API (`/events`) and its calendars (`/events.ics`, `/feeds`) as a Spin
+//! HTTP component.
 //!
-//! This file is the route table. `GET /openapi.yaml` (the API's description) is public; every
-//! other request is authenticated from its headers before its body is read (`http_kit`), then
-//! routed. Handlers (`events`) parse input into domain types (`domain`, `pagination`,
-//! `request`), call the store once and render the result or a problem. A change commits its
-//! notification with it (`store`) and then hands off to notify-fn (`handoff`).
+//! This file is the route table. `GET /openapi.yaml` (the API's description) and a feed's
+//! calendar (`/feeds/{secret}.ics`, the secret is the credential) are public; every other
+//! request is authenticated from its headers before its body is read (`http_kit`), then
+//! routed. Handlers (`events`, `feeds`) parse input into domain types (`domain`, `schedule`,
+//! `pagination`, `request`), call the store once and render the result (`ical` for calendars)
+//! or a problem. A change commits its notification with it (`store`) and then hands off to
+//! notify-fn (`handoff`).
 
 mod domain;
 mod events;
+mod feeds;
 mod handoff;
+mod ical;
 mod pagination;
 mod request;
+mod schedule;
 mod store;
 
 use std::rc::Rc;
@@ -24,9 +30,15 @@ use spin_sdk::http::{IncomingRequest, Method, Response, ResponseOutparam, Router
 const SPEC: Route = Route::new("/openapi.yaml", "GET, HEAD");
 const EVENTS: Route = Route::new("/events", "GET, HEAD, POST, OPTIONS");
 const EVENT: Route = Route::new("/events/:id", "GET, HEAD, PUT, PATCH, DELETE, OPTIONS");
+const EVENTS_CALENDAR: Route = Route::new("/events.ics", "GET, HEAD");
+const FEEDS: Route = Route::new("/feeds", "GET, HEAD, POST");
+const FEED: Route = Route::new("/feeds/:id", "DELETE");
+/// A feed's calendar: matched before authentication (`feeds::feed_file`), not by the router,
+/// so its path is written as openapi.yaml writes it.
+const FEED_CALENDAR: Route = Route::new("/feeds/{secret}.ics", "GET, HEAD");
 
 /// Every route this component serves (the end-to-end tests check openapi.yaml against it).
-pub const ROUTES: [Route; 3] = [SPEC, EVENTS, EVENT];
+pub const ROUTES: [Route; 7] = [SPEC, EVENTS, EVENT, EVENTS_CALENDAR, FEEDS, FEED, FEED_CALENDAR];
 
 /// The OpenAPI document of the whole app.
 const OPENAPI: &str = include_str!("../../openapi.yaml");
@@ -56,6 +68,9 @@ async fn answer(incoming: Incoming) -> Response {
             return Problem::misconfigured().into();
         }
     };
+    if let Some(file) = feeds::feed_file(incoming.path()) {
+        return http_kit::respond(feeds::subscribed(&config, &incoming, file));
+    }
     let request = match incoming.read_authorized(&config.api).await {
         Ok(request) => request,
         Err(problem) => return problem.into(),
@@ -63,6 +78,9 @@ async fn answer(incoming: Incoming) -> Response {
     let mut router = Router::new();
     router.any_async(EVENTS.path, route::with(&config, events::collection));
     router.any_async(EVENT.path, route::with(&config, events::item));
+    router.any_async(EVENTS_CALENDAR.path, route::with(&config, feeds::events_calendar));
+    router.any_async(FEEDS.path, route::with(&config, feeds::collection));
+    router.any_async(FEED.path, route::with(&config, feeds::item));
     router.any("/*", route::unknown_path);
     router.handle_async(request).await
 }

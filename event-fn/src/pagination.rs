@@ -3,7 +3,7 @@
 use http_kit::page::{DEFAULT_LIMIT, decode_cursor, encode_cursor, not_a_cursor, parse_limit};
 use http_kit::{FieldError, parse_id};
 
-use crate::domain::{EventDate, TITLE_MAX_CHARS, reject_nul};
+use crate::domain::{EventDate, range_error, title_search};
 
 /// The position after the last event of a page: pages continue at (date, id) after it, so a
 /// walk sees every event once however many are inserted meanwhile.
@@ -52,13 +52,7 @@ impl ListQuery {
             match name.as_ref() {
                 "from" => list.from = EventDate::parse(&value).map_err(&mut reject).ok(),
                 "to" => list.to = EventDate::parse(&value).map_err(&mut reject).ok(),
-                "q" if value.chars().count() > TITLE_MAX_CHARS => {
-                    reject(format!("must be at most {TITLE_MAX_CHARS} characters"))
-                }
-                "q" => match reject_nul(&value) {
-                    Ok(()) => list.title_contains = Some(value.into_owned()).filter(|q| !q.is_empty()),
-                    Err(detail) => reject(detail),
-                },
+                "q" => list.title_contains = title_search(&value).map_err(&mut reject).ok().flatten(),
                 "limit" => match parse_limit(&value) {
                     Ok(limit) => list.limit = limit,
                     Err(detail) => reject(detail),
@@ -67,11 +61,7 @@ impl ListQuery {
                 _ => {}
             }
         }
-        if let (Some(from), Some(to)) = (list.from, list.to)
-            && from > to
-        {
-            errors.push(FieldError::new("to", "must not be before from"));
-        }
+        errors.extend(range_error(list.from, list.to));
         if errors.is_empty() { Ok(list) } else { Err(errors) }
     }
 

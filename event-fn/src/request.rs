@@ -63,6 +63,18 @@ pub fn if_none_match(request: &Request, id: i64, version: i64) -> bool {
             .any(|tag| version_in_tag(tag.strip_prefix("W/").unwrap_or(tag), id) == Some(version))
 }
 
+/// `If-None-Match` (its value, if sent) against a strong `etag`, compared weakly as RFC 9110
+/// asks: whether it names that tag or is `*`.
+pub fn none_match(header: Option<&str>, etag: &str) -> bool {
+    header.is_some_and(|header| {
+        header.trim() == "*"
+            || header
+                .split(',')
+                .map(str::trim)
+                .any(|tag| tag.strip_prefix("W/").unwrap_or(tag) == etag)
+    })
+}
+
 fn version_in_tag(tag: &str, id: i64) -> Option<i64> {
     tag.strip_prefix(&format!("\"e{id}v"))?
         .strip_suffix('"')?
@@ -136,6 +148,15 @@ mod tests {
         assert!(if_none_match(&none("W/\"e4v2\""), 4, 2));
         assert!(if_none_match(&none("*"), 4, 2));
         assert!(!if_none_match(&none("\"e4v1\""), 4, 2));
+    }
+
+    #[test]
+    fn none_match_compares_weakly() {
+        assert!(none_match(Some("\"abc\""), "\"abc\""));
+        assert!(none_match(Some("\"x\", W/\"abc\""), "\"abc\""));
+        assert!(none_match(Some(" * "), "\"abc\""));
+        assert!(!none_match(Some("\"abd\""), "\"abc\""));
+        assert!(!none_match(None, "\"abc\""));
     }
 
     #[test]

@@ -7,8 +7,9 @@ use event_contract::ChangeType;
 use http_kit::{Page, Row, Rows, Unavailable};
 use spin_sdk::pg4::{Connection, ParameterValue};
 
-use crate::domain::{EventDate, EventDescription, EventInput, EventPatch, EventTitle};
+use crate::domain::{CalendarFilter, EventDate, EventDescription, EventInput, EventPatch, EventTitle};
 use crate::pagination::{Cursor, ListQuery};
+use crate::schedule::{EventTime, EventZone, Schedule, TimeFields};
 
 /// An event as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,9 +18,22 @@ pub struct Event {
     pub title: EventTitle,
     pub description: Option<EventDescription>,
     pub date: EventDate,
+    pub schedule: Schedule,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub version: i64,
+}
+
+impl Event {
+    /// The event's content, as a `PUT` of it would send it.
+    pub fn input(&self) -> EventInput {
+        EventInput {
+            title: self.title.clone(),
+            description: self.description.clone(),
+            date: self.date,
+            schedule: self.schedule.clone(),
+        }
+    }
 }
 
 /// What a conditional write found.
@@ -43,18 +57,21 @@ pub enum CreateOutcome {
 
 /// `$1` id.
 const GET_EVENT: &str = "
-    SELECT e.id, e.title, e.description, e.date, e.created_at, e.updated_at, e.version
+    SELECT e.id, e.title, e.description, e.date, e.start_time, e.end_time, e.time_zone,
+           e.end_date, e.created_at, e.updated_at, e.version
     FROM (VALUES (1)) AS one
     LEFT JOIN events e ON e.id = $1";
 
 /// `$1` from, `$2` to, `$3` ILIKE pattern, `$4`/`$5` the (date, id) after which the page
 /// starts, `$6` rows to fetch.
 const LIST_EVENTS: &str = "
-    SELECT page.id, page.title, page.description, page.date, page.created_at, page.updated_at,
-           page.version
+    SELECT page.id, page.title, page.description, page.date, page.start_time, page.end_time,
+           page.time_zone, page.end_date, page.created_at, page.updated_at, page.version
     FROM (VALUES (1)) AS one
     LEFT JOIN (
-        SELECT id, title, description, date, created_at, updated_at, version FROM events
+        SELECT id, title, description, date, start_time, end_time, time_zone, end_date,
+               created_at, updated_at, version
+        FROM events
         WHERE ($1::date IS NULL OR date >= $1)
           AND ($2::date IS NULL OR date <= $2)
           AND ($3::text IS NULL OR title ILIKE $3)
@@ -65,7 +82,8 @@ const LIST_EVENTS: &str = "
     ORDER BY page.date, page.id";
 
 /// `$1` title, `$2` description, `$3` date, `$4` idempotency key (or NULL), `$5` the request's
-/// fingerprint, `$6` the notification's type. The key claim, the insert, its notification (the
+/// fingerprint, `$6` the notification's type, `$7`-`$10` start time, end time, time zone, end
+/// date (each NULL: none). The key claim, the insert, its notification (the
 /// outbox) and the replay look-up are one statement, so concurrent retries create one event.
 /// The first row: the new event (`first_request` NULL), or the key's first use; all NULL when
 /// a concurrent first use of the key is not visible yet.
@@ -83,15 +101,23 @@ const CREATE_EVENT: &str = "
         RETURNING key
     ),
     inserted AS (
-        INSERT INTO events (id, title, description, date, created_at, updated_at)
+        INSERT INTO events (id, title, description, date, start_time, end_time, time_zone,
+                            end_date, created_at, updated_at)
         OVERRIDING SYSTEM VALUE
-        SELECT fresh.id, $1::text, $2::text, $3::date, fresh.at, fresh.at FROM fresh
+        SELECT fresh.id, $1::text, $2::text, $3::date, $7::time, $8::time, $9::text, $10::date,
+               fresh.at, fresh.at
+        FROM fresh
         WHERE $4::text IS NULL OR EXISTS (SELECT 1 FROM claim)
-        RETURNING id, title, description, date, created_at, updated_at
+        RETURNING id, title, description, date, start_time, end_time, time_zone, end_date,
+                  created_at, updated_at
     ),
     outbox AS (
-        INSERT INTO notifications (type, event_id, title, description, date, event_created_at, event_updated_at)
-        SELECT $6::text, id, title, description, date, created_at, updated_at FROM inserted
+        INSERT INTO notifications (type, event_id, title, description, date, start_time,
+                                   end_time, time_zone, end_date, event_created_at,
+                                   event_updated_at)
+        SELECT $6::text, id, title, description, date, start_time, end_time, time_zone,
+               end_date, created_at, updated_at
+        FROM inserted
     ),
     outcome AS (
         SELECT id, created_at, NULL::text AS first_request FROM inserted
@@ -105,8 +131,9 @@ const CREATE_EVENT: &str = "
 
 /// `$1` id, `$2` the versions `If-Match` allows (NULL: any), `$3` title (NULL: keep),
 /// `$4` whether to set the description to `$5`, `$6` date (NULL: keep), `$7` the
-/// notification's type. A merge in the database, so a patch needs no prior read; a
-/// replacement is the patch that sets every field. `found` false: no such event; `id` NULL
+/// notification's type, `$8` whether to set the time fields to `$9`-`$12` (start time, end
+/// time, time zone, end date). A merge in the database, so a patch of the title or the
+/// description needs no prior read; a replacement is the patch that sets every field. `found` false: no such event; `id` NULL
 /// beside it: `If-Match` named another version.
 const UPDATE_EVENT: &str = "
     WITH target AS (SELECT id FROM events WHERE id = $1),
@@ -114,17 +141,27 @@ const UPDATE_EVENT: &str = "
         UPDATE events SET title = COALESCE($3::text, title),
             description = CASE WHEN $4::bool THEN $5::text ELSE description END,
             date = COALESCE($6::date, date),
+            start_time = CASE WHEN $8::bool THEN $9::time ELSE start_time END,
+            end_time = CASE WHEN $8::bool THEN $10::time ELSE end_time END,
+            time_zone = CASE WHEN $8::bool THEN $11::text ELSE time_zone END,
+            end_date = CASE WHEN $8::bool THEN $12::date ELSE end_date END,
             version = version + 1,
             updated_at = (now() AT TIME ZONE 'utc')
         WHERE id = $1 AND ($2::int8[] IS NULL OR version = ANY($2::int8[]))
-        RETURNING id, title, description, date, created_at, updated_at, version
+        RETURNING id, title, description, date, start_time, end_time, time_zone, end_date,
+                  created_at, updated_at, version
     ),
     outbox AS (
-        INSERT INTO notifications (type, event_id, title, description, date, event_created_at, event_updated_at)
-        SELECT $7::text, id, title, description, date, created_at, updated_at FROM updated
+        INSERT INTO notifications (type, event_id, title, description, date, start_time,
+                                   end_time, time_zone, end_date, event_created_at,
+                                   event_updated_at)
+        SELECT $7::text, id, title, description, date, start_time, end_time, time_zone,
+               end_date, created_at, updated_at
+        FROM updated
     )
     SELECT EXISTS (SELECT 1 FROM target) AS found, updated.id, updated.title,
-           updated.description, updated.date, updated.created_at, updated.updated_at,
+           updated.description, updated.date, updated.start_time, updated.end_time,
+           updated.time_zone, updated.end_date, updated.created_at, updated.updated_at,
            updated.version
     FROM (VALUES (1)) AS one
     LEFT JOIN updated ON true";
@@ -135,13 +172,82 @@ const DELETE_EVENT: &str = "
     deleted AS (
         DELETE FROM events
         WHERE id = $1 AND ($2::int8[] IS NULL OR version = ANY($2::int8[]))
-        RETURNING id, title, description, date, created_at, updated_at
+        RETURNING id, title, description, date, start_time, end_time, time_zone, end_date,
+                  created_at, updated_at
     ),
     outbox AS (
-        INSERT INTO notifications (type, event_id, title, description, date, event_created_at, event_updated_at)
-        SELECT $3::text, id, title, description, date, created_at, updated_at FROM deleted
+        INSERT INTO notifications (type, event_id, title, description, date, start_time,
+                                   end_time, time_zone, end_date, event_created_at,
+                                   event_updated_at)
+        SELECT $3::text, id, title, description, date, start_time, end_time, time_zone,
+               end_date, created_at, updated_at
+        FROM deleted
     )
     SELECT EXISTS (SELECT 1 FROM target) AS found, EXISTS (SELECT 1 FROM deleted) AS deleted";
+
+/// `$1` the secret's SHA-256 (hex), `$2` the title search as given, `$3` its ILIKE pattern,
+/// `$4` from, `$5` to (each NULL: none).
+const CREATE_FEED: &str = "
+    INSERT INTO feeds (secret_sha256, title_contains, title_pattern, from_date, to_date)
+    VALUES ($1, $2, $3, $4, $5)
+    RETURNING id, title_contains, from_date, to_date, created_at";
+
+const LIST_FEEDS: &str = "
+    SELECT f.id, f.title_contains, f.from_date, f.to_date, f.created_at
+    FROM (VALUES (1)) AS one
+    LEFT JOIN feeds f ON true
+    ORDER BY f.id";
+
+/// `$1` id. A deleted feed's secret finds nothing from then on.
+const DELETE_FEED: &str = "DELETE FROM feeds WHERE id = $1";
+
+/// `$1` a secret's SHA-256 (hex), `$2` where the window starts when the feed sets no `from`,
+/// `$3` rows to fetch. The feed and its events in one statement: `feed_id` NULL, no such feed;
+/// `id` NULL beside it, a feed that selects no event.
+const FEED_EVENTS: &str = "
+    SELECT feed.id AS feed_id, page.id, page.title, page.description, page.date,
+           page.start_time, page.end_time, page.time_zone, page.end_date, page.created_at,
+           page.updated_at, page.version
+    FROM (VALUES (1)) AS one
+    LEFT JOIN feeds feed ON feed.secret_sha256 = $1
+    LEFT JOIN LATERAL (
+        SELECT id, title, description, date, start_time, end_time, time_zone, end_date,
+               created_at, updated_at, version
+        FROM events
+        WHERE feed.id IS NOT NULL
+          AND date >= COALESCE(feed.from_date, $2::date)
+          AND (feed.to_date IS NULL OR date <= feed.to_date)
+          AND (feed.title_pattern IS NULL OR title ILIKE feed.title_pattern)
+        ORDER BY date, id
+        LIMIT $3
+    ) AS page ON true
+    ORDER BY page.date, page.id";
+
+/// A feed as stored, without its secret (only its hash is kept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Feed {
+    pub id: i64,
+    pub filter: CalendarFilter,
+    pub created_at: NaiveDateTime,
+}
+
+/// The events of a calendar, in (date, id) order, and whether more matched than it holds.
+pub struct Calendar {
+    pub events: Vec<Event>,
+    pub truncated: bool,
+}
+
+impl Calendar {
+    /// The first `max` of `fetched` (up to `max + 1` rows).
+    fn of(mut fetched: Vec<Event>, max: usize) -> Self {
+        let truncated = fetched.len() > max;
+        fetched.truncate(max);
+        Self {
+            events: fetched,
+            truncated,
+        }
+    }
+}
 
 /// One request's connection.
 pub struct Store(Connection);
@@ -195,6 +301,7 @@ impl Store {
             fingerprint.clone().into(),
             change(ChangeType::Created),
         ];
+        let params: Vec<ParameterValue> = params.into_iter().chain(time_params(&input.schedule)).collect();
         // A concurrent first use of the same key commits after this statement's snapshot: the
         // statement then neither inserts nor sees it, and runs once more to read it.
         for _ in 0..2 {
@@ -208,6 +315,7 @@ impl Store {
                 title: input.title.clone(),
                 description: input.description.clone(),
                 date: input.date,
+                schedule: input.schedule.clone(),
                 created_at,
                 updated_at: created_at,
                 version: 1,
@@ -229,43 +337,124 @@ impl Store {
         input: &EventInput,
         if_match: Option<&[i64]>,
     ) -> Result<WriteOutcome<Event>, Unavailable> {
-        let every_field = EventPatch {
-            title: Some(input.title.clone()),
-            description: Some(input.description.clone()),
-            date: Some(input.date),
-        };
-        self.patch(id, &every_field, if_match)
+        self.update(id, &input_as_patch(input), Some(&input.schedule), if_match)
     }
 
-    /// Merges a patch into an event if its version is one of `if_match` (any when `None`).
-    pub fn patch(
+    /// Merges a patch of the title or the description into an event if its version is one of
+    /// `if_match` (any when `None`); the time fields stay. A patch that moves the event is
+    /// merged by the caller and written with `replace`.
+    pub fn patch_text(
         &self,
         id: i64,
         patch: &EventPatch,
         if_match: Option<&[i64]>,
     ) -> Result<WriteOutcome<Event>, Unavailable> {
-        let result = self.0.query(
-            UPDATE_EVENT,
-            &[
-                id.into(),
-                versions(if_match),
-                patch.title.as_ref().map(|t| t.as_str().to_owned()).into(),
-                patch.description.is_some().into(),
-                patch
-                    .description
-                    .as_ref()
-                    .and_then(|d| d.as_ref().map(|d| d.as_str().to_owned()))
-                    .into(),
-                patch.date.map(|d| d.date()).into(),
-                change(ChangeType::Updated),
-            ],
-        )?;
+        self.update(id, patch, None, if_match)
+    }
+
+    /// `UPDATE_EVENT`: the title, description and date of `patch`, and the time fields of
+    /// `schedule` when given.
+    fn update(
+        &self,
+        id: i64,
+        patch: &EventPatch,
+        schedule: Option<&Schedule>,
+        if_match: Option<&[i64]>,
+    ) -> Result<WriteOutcome<Event>, Unavailable> {
+        let params: Vec<ParameterValue> = [
+            id.into(),
+            versions(if_match),
+            patch.title.as_ref().map(|t| t.as_str().to_owned()).into(),
+            patch.description.is_some().into(),
+            patch
+                .description
+                .as_ref()
+                .and_then(|d| d.as_ref().map(|d| d.as_str().to_owned()))
+                .into(),
+            patch.date.map(|d| d.date()).into(),
+            change(ChangeType::Updated),
+            schedule.is_some().into(),
+        ]
+        .into_iter()
+        .chain(time_params(&schedule.cloned().unwrap_or_default()))
+        .collect();
+        let result = self.0.query(UPDATE_EVENT, &params)?;
         let row = Rows::of(&result).one()?;
         Ok(match (row.get::<bool>("found")?, row.is_null("id")?) {
             (false, _) => WriteOutcome::NotFound,
             (true, true) => WriteOutcome::PreconditionFailed,
             (true, false) => WriteOutcome::Done(event(row)?),
         })
+    }
+
+    /// At most `max` events matching `filter` in (date, id) order, with `from` defaulting to
+    /// `window_start`.
+    pub fn calendar(
+        &self,
+        filter: &CalendarFilter,
+        window_start: EventDate,
+        max: usize,
+    ) -> Result<Calendar, Unavailable> {
+        let result = self.0.query(
+            LIST_EVENTS,
+            &[
+                filter.from.unwrap_or(window_start).date().into(),
+                filter.to.map(|d| d.date()).into(),
+                filter.title_contains.as_deref().map(like_pattern).into(),
+                None::<chrono::NaiveDate>.into(),
+                None::<i64>.into(),
+                fetch_size(max),
+            ],
+        )?;
+        Ok(Calendar::of(Rows::of(&result).decode_found("id", event)?, max))
+    }
+
+    /// Keeps a feed under the hash of its secret.
+    pub fn create_feed(&self, secret_sha256: &str, filter: &CalendarFilter) -> Result<Feed, Unavailable> {
+        let result = self.0.query(
+            CREATE_FEED,
+            &[
+                secret_sha256.to_owned().into(),
+                filter.title_contains.clone().into(),
+                filter.title_contains.as_deref().map(like_pattern).into(),
+                filter.from.map(|d| d.date()).into(),
+                filter.to.map(|d| d.date()).into(),
+            ],
+        )?;
+        feed(Rows::of(&result).one()?)
+    }
+
+    pub fn feeds(&self) -> Result<Vec<Feed>, Unavailable> {
+        let result = self.0.query(LIST_FEEDS, &[])?;
+        Rows::of(&result).decode_found("id", feed)
+    }
+
+    /// Revokes a feed; whether it existed.
+    pub fn delete_feed(&self, id: i64) -> Result<bool, Unavailable> {
+        Ok(self.0.execute(DELETE_FEED, &[id.into()])? > 0)
+    }
+
+    /// The calendar of the feed whose secret hashes to `secret_sha256`, if there is one: as
+    /// `calendar` with the feed's filter.
+    pub fn feed_calendar(
+        &self,
+        secret_sha256: &str,
+        window_start: EventDate,
+        max: usize,
+    ) -> Result<Option<Calendar>, Unavailable> {
+        let result = self.0.query(
+            FEED_EVENTS,
+            &[
+                secret_sha256.to_owned().into(),
+                window_start.date().into(),
+                fetch_size(max),
+            ],
+        )?;
+        let rows = Rows::of(&result);
+        if rows.one()?.is_null("feed_id")? {
+            return Ok(None);
+        }
+        Ok(Some(Calendar::of(rows.decode_found("id", event)?, max)))
     }
 
     pub fn delete(&self, id: i64, if_match: Option<&[i64]>) -> Result<WriteOutcome<()>, Unavailable> {
@@ -307,6 +496,54 @@ fn like_pattern(text: &str) -> String {
     pattern
 }
 
+/// Rows to fetch for a calendar of at most `max` events: one more tells it was cut.
+fn fetch_size(max: usize) -> ParameterValue {
+    i64::try_from(max).map_or(i64::MAX, |max| max + 1).into()
+}
+
+fn feed(row: Row<'_>) -> Result<Feed, Unavailable> {
+    let date = |column: &str| -> Result<Option<EventDate>, Unavailable> {
+        Ok(row
+            .get::<Option<chrono::NaiveDate>>(column)?
+            .map(EventDate::from_date))
+    };
+    Ok(Feed {
+        id: row.get("id")?,
+        filter: CalendarFilter {
+            from: date("from_date")?,
+            to: date("to_date")?,
+            title_contains: row.get("title_contains")?,
+        },
+        created_at: row.get("created_at")?,
+    })
+}
+
+/// The time fields as the parameters of a write: start time, end time, time zone, end date.
+fn time_params(schedule: &Schedule) -> [ParameterValue; 4] {
+    let TimeFields {
+        start_time,
+        end_time,
+        time_zone,
+        end_date,
+    } = schedule.fields();
+    [
+        start_time.map(|t| t.time()).into(),
+        end_time.map(|t| t.time()).into(),
+        time_zone.map(|z| z.name().to_owned()).into(),
+        end_date.map(|d| d.date()).into(),
+    ]
+}
+
+/// A replacement as the patch that sets the title, the description and the date.
+fn input_as_patch(input: &EventInput) -> EventPatch {
+    EventPatch {
+        title: Some(input.title.clone()),
+        description: Some(input.description.clone()),
+        date: Some(input.date),
+        ..EventPatch::default()
+    }
+}
+
 /// An event from a row with its columns (`id`, `title`, ... `version`).
 fn event(row: Row<'_>) -> Result<Event, Unavailable> {
     // The table's constraints hold what the API validates; a row that breaks them is a fault.
@@ -322,6 +559,21 @@ fn event(row: Row<'_>) -> Result<Event, Unavailable> {
             .map(|d| EventDescription::parse(&d).map_err(|_| invalid("description")))
             .transpose()?,
         date: EventDate::from_date(row.get("date")?),
+        schedule: Schedule::stored(TimeFields {
+            start_time: row
+                .get::<Option<chrono::NaiveTime>>("start_time")?
+                .map(EventTime::from_time),
+            end_time: row
+                .get::<Option<chrono::NaiveTime>>("end_time")?
+                .map(EventTime::from_time),
+            time_zone: row
+                .get::<Option<String>>("time_zone")?
+                .map(|z| EventZone::parse(&z).map_err(|_| invalid("time_zone")))
+                .transpose()?,
+            end_date: row
+                .get::<Option<chrono::NaiveDate>>("end_date")?
+                .map(EventDate::from_date),
+        }),
         created_at: row.get("created_at")?,
         updated_at: row.get("updated_at")?,
         version: row.get("version")?,

@@ -9,8 +9,9 @@
 
 use std::time::Duration;
 
+use chrono::NaiveTime;
 use chrono::{NaiveDate, NaiveDateTime};
-use event_contract::{ChangeType, EventData, rfc3339_utc};
+use event_contract::{ChangeType, EventData, EventTimes, rfc3339_utc, time_of_day};
 use http_kit::{Page, Row, Rows, Unavailable};
 use spin_sdk::pg4::Connection;
 
@@ -45,11 +46,12 @@ const DELETE_SUBSCRIPTION: &str = "DELETE FROM subscriptions WHERE id = $1";
 /// `$4` rows to fetch.
 const LIST_NOTIFICATIONS: &str = "
     SELECT page.id, page.type, page.status, page.created_at, page.event_id, page.title,
-           page.description, page.date, page.event_created_at, page.event_updated_at
+           page.description, page.date, page.start_time, page.end_time, page.time_zone,
+           page.end_date, page.event_created_at, page.event_updated_at
     FROM (VALUES (1)) AS one
     LEFT JOIN (
-        SELECT id, type, status, created_at, event_id, title, description, date,
-               event_created_at, event_updated_at
+        SELECT id, type, status, created_at, event_id, title, description, date, start_time,
+               end_time, time_zone, end_date, event_created_at, event_updated_at
         FROM notifications
         WHERE ($1::int8 IS NULL OR event_id = $1)
           AND ($2::text IS NULL OR status = $2)
@@ -64,7 +66,8 @@ const LIST_NOTIFICATIONS: &str = "
 /// delivery columns).
 const GET_NOTIFICATION: &str = "
     SELECT n.id, n.type, n.status, n.created_at, n.event_id, n.title, n.description, n.date,
-           n.event_created_at, n.event_updated_at,
+           n.start_time, n.end_time, n.time_zone, n.end_date, n.event_created_at,
+           n.event_updated_at,
            d.id AS delivery_id, d.subscription_id, s.url, d.status AS delivery_status,
            d.next_attempt_at AS delivery_next_attempt_at,
            a.attempted_at, a.status_code, a.error, a.next_attempt_at AS attempt_next_attempt_at
@@ -112,7 +115,8 @@ const FAN_OUT: &str = "
             ) THEN 'pending' ELSE 'delivered' END
         FROM claimed c WHERE n.id = c.id
         RETURNING n.id, n.type, n.status, n.created_at, n.event_id, n.title, n.description,
-                  n.date, n.event_created_at, n.event_updated_at
+                  n.date, n.start_time, n.end_time, n.time_zone, n.end_date,
+                  n.event_created_at, n.event_updated_at
     )
     SELECT marked.* FROM (VALUES (1)) AS one LEFT JOIN marked ON true ORDER BY marked.id";
 
@@ -160,8 +164,8 @@ const CLAIM_DUE: &str = "
         FROM due, notifications n, subscriptions s
         WHERE d.id = due.id AND n.id = d.notification_id AND s.id = d.subscription_id
         RETURNING d.id AS delivery_id, d.failures, s.url, s.secret, n.id, n.type, n.status,
-                  n.created_at, n.event_id, n.title, n.description, n.date, n.event_created_at,
-                  n.event_updated_at
+                  n.created_at, n.event_id, n.title, n.description, n.date, n.start_time,
+                  n.end_time, n.time_zone, n.end_date, n.event_created_at, n.event_updated_at
     )
     SELECT claimed.* FROM (VALUES (1)) AS one LEFT JOIN claimed ON true";
 
@@ -391,6 +395,14 @@ fn notification(row: Row<'_>) -> Result<Notification, Unavailable> {
             title: row.get("title")?,
             description: row.get("description")?,
             date: date.format("%Y-%m-%d").to_string(),
+            times: EventTimes {
+                start_time: row.get::<Option<NaiveTime>>("start_time")?.map(time_of_day),
+                end_time: row.get::<Option<NaiveTime>>("end_time")?.map(time_of_day),
+                time_zone: row.get("time_zone")?,
+                end_date: row
+                    .get::<Option<NaiveDate>>("end_date")?
+                    .map(|d| d.format("%Y-%m-%d").to_string()),
+            },
             created_at: rfc3339_utc(row.get("event_created_at")?),
             updated_at: rfc3339_utc(row.get("event_updated_at")?),
         },

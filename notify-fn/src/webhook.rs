@@ -80,6 +80,7 @@ mod tests {
             title: "t".into(),
             description: None,
             date: "2024-11-15".into(),
+            times: Default::default(),
             created_at: "2024-11-15T00:00:00.000000Z".into(),
             updated_at: "2024-11-15T00:00:00.000000Z".into(),
         };

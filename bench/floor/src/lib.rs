@@ -202,6 +202,8 @@ fn event(row: &[DbValue]) -> Result<Option<EventData>, Refusal> {
         title: column(row, 1)?,
         description: column(row, 2)?,
         date: column::<NaiveDate>(row, 3)?.to_string(),
+        // All-day events only: the time fields (issue 15) are null, as event-fn shows them.
+        times: Default::default(),
         created_at: rfc3339_utc(column(row, 4)?),
         updated_at: rfc3339_utc(column(row, 5)?),
     }))

@@ -133,6 +133,8 @@ fn body_of(row: &Row) -> (EventData, i64) {
             title: row.get(1),
             description: row.get(2),
             date: date.format("%Y-%m-%d").to_string(),
+            // All-day events only: the time fields (issue 15) are null, as event-fn shows them.
+            times: Default::default(),
             created_at: rfc3339_utc(row.get(4)),
             updated_at: rfc3339_utc(row.get(5)),
         },
@@ -297,6 +299,7 @@ async fn create(State(state): State<Shared>, headers: HeaderMap, body: Bytes) ->
                 title,
                 description: input.description,
                 date: input.date,
+                times: Default::default(),
                 created_at: rfc3339_utc(at),
                 updated_at: rfc3339_utc(at),
             };

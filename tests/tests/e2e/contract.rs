@@ -154,9 +154,11 @@ fn spec_is_well_formed() -> TestResult {
                 .filter(|p| p["in"] == "path")
                 .filter_map(|p| p["name"].as_str())
                 .collect();
+            // A parameter may be part of a segment (`/feeds/{secret}.ics`).
             let templated: BTreeSet<&str> = path
-                .split('/')
-                .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+                .split('{')
+                .skip(1)
+                .filter_map(|s| s.split_once('}').map(|(name, _)| name))
                 .collect();
             ensure!(
                 in_path == templated,

@@ -6,6 +6,7 @@
 //! `module::function`; `harness::every_test_file_is_a_module` fails when a file here is not
 //! declared below.
 
+mod calendar;
 mod contract;
 mod devhost;
 mod events;
