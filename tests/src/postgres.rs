@@ -59,6 +59,16 @@ impl Postgres {
     /// Initializes a cluster in a new temporary directory, starts it on a free port and
     /// creates the template database, bootstrapped and with every migration in `sql/` applied.
     pub fn start() -> Result<Self> {
+        let postgres = Self::start_empty()?;
+        postgres.psql("postgres", &format!("CREATE DATABASE {TEMPLATE}"))?;
+        postgres.bootstrap(TEMPLATE)?;
+        postgres.migrate(TEMPLATE)?;
+        Ok(postgres)
+    }
+
+    /// A cluster as `initdb` leaves it: no database of the app's and none of its roles (only
+    /// `create_empty_database` then; `create_database` needs `start`'s template).
+    pub fn start_empty() -> Result<Self> {
         let bindir = find_bindir()?;
         let user = if unsafe { libc::geteuid() } == 0 {
             Some(unprivileged_user()?)
@@ -78,9 +88,6 @@ impl Postgres {
             next_database: AtomicUsize::new(0),
         };
         postgres.init_and_start()?;
-        postgres.psql("postgres", &format!("CREATE DATABASE {TEMPLATE}"))?;
-        postgres.bootstrap(TEMPLATE)?;
-        postgres.migrate(TEMPLATE)?;
         Ok(postgres)
     }
 

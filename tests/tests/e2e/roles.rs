@@ -4,7 +4,7 @@
 //! rest of the suite, which runs the components as these roles (`e2e::app_options`).
 
 use anyhow::{Result, bail, ensure};
-use e2e::{App, Role, TestResult, postgres};
+use e2e::{App, Devhost, Postgres, Role, TestResult, app_options, postgres};
 
 /// Runs `sql` as `role` and expects PostgreSQL to refuse it with a message containing `why`.
 fn refused(role: Role, database: &str, sql: &str, why: &str) -> Result<()> {
@@ -143,40 +143,69 @@ fn each_function_connects_as_its_own_role() -> TestResult {
     Ok(())
 }
 
-/// A database migrated before the roles existed (its tables owned by the superuser that ran
-/// the migrations then): the bootstrap gives them to the migration role, the migrations then
-/// grant the functions' roles their privileges on them, and a second run changes nothing.
+/// The migrations a database could hold before the roles existed: those main had before
+/// `sql/004_roles.sql` was merged (a later migration with a grant of its own is not one).
+const BEFORE_ROLES: &[&str] = &[
+    "001_events.sql",
+    "002_notifications.sql",
+    "003_dispatcher.sql",
+    "007_calendar.sql",
+];
+
+/// A database migrated before the roles existed, on a cluster without them (its tables owned
+/// by the superuser that ran the migrations then, no grant anywhere): the bootstrap gives the
+/// tables to the migration role, the migrations then create the roles and grant them their
+/// privileges on every table, and the app serves from it, each function as its role; a second
+/// run changes nothing.
 #[e2e::test]
 fn bootstrap_takes_over_a_database_migrated_before_the_roles() -> TestResult {
-    let database = postgres().create_empty_database()?;
+    let cluster = Postgres::start_empty()?;
+    let database = cluster.create_empty_database()?;
     let before_roles = tempfile::tempdir()?;
     let sql = e2e::workspace_root().join("sql");
-    for entry in std::fs::read_dir(&sql)? {
-        let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        if name.ends_with(".sql") && name.as_bytes()[0].is_ascii_digit() && name < "004" {
-            std::fs::copy(&path, before_roles.path().join(name))?;
-        }
+    for name in BEFORE_ROLES {
+        std::fs::copy(sql.join(name), before_roles.path().join(name))?;
     }
-    postgres().migrate_from(before_roles.path(), Role::Superuser, &database)?;
-    postgres().psql(
+    cluster.migrate_from(before_roles.path(), Role::Superuser, &database)?;
+    cluster.psql(
         &database,
         "INSERT INTO events (title, date) VALUES ('kept', '2024-11-15')",
     )?;
 
-    postgres().bootstrap(&database)?;
-    postgres().migrate(&database)?;
-    let owners = postgres().psql(
+    cluster.bootstrap(&database)?;
+    cluster.migrate(&database)?;
+    let owners = cluster.psql(
         &database,
         "SELECT string_agg(DISTINCT tableowner, ' ') FROM pg_tables WHERE schemaname = 'public'",
     )?;
     ensure!(owners == Role::Migrator.name(), "table owners: {owners}");
-    let title = postgres().psql_as(Role::EventFn, &database, "SELECT title FROM events")?;
-    ensure!(title == "kept", "{title}");
-    postgres().psql_as(Role::NotifyFn, &database, "SELECT count(*) FROM subscriptions")?;
 
-    postgres().bootstrap(&database)?;
-    let again = postgres().migrate(&database)?;
+    let app = App {
+        devhost: Devhost::start(app_options(&cluster.url(&database), cluster.port()))?,
+        database: database.clone(),
+    };
+    let events = app.get("/events")?;
+    ensure!(
+        events.status == 200 && events.body.contains("kept"),
+        "{}",
+        events.body
+    );
+    app.create("after", "2024-11-16")?;
+    for (path, body) in [
+        ("/subscriptions", r#"{"url": "http://127.0.0.1:9/hook"}"#),
+        ("/feeds", "{}"),
+    ] {
+        let created = app.send("POST", path, &[("content-type", "application/json")], Some(body))?;
+        ensure!(
+            created.status == 201,
+            "POST {path}: {} {}",
+            created.status,
+            created.body
+        );
+    }
+
+    cluster.bootstrap(&database)?;
+    let again = cluster.migrate(&database)?;
     ensure!(again.contains("0 applied"), "{again}");
     Ok(())
 }
