@@ -61,13 +61,3 @@ END $$;
 -- notify-fn: the outbox, subscriptions, deliveries, their attempts and the dispatcher lease.
 GRANT SELECT, INSERT, UPDATE, DELETE
     ON notifications, subscriptions, deliveries, delivery_attempts, dispatcher TO notify_fn;
-
--- A table of a later migration that a database may hold already: one merged before the roles
--- existed and applied then, its own grant skipped for want of a role. On a new database it does
--- not exist yet, and its migration grants. event-fn's feeds (sql/007_calendar.sql).
-DO $$
-BEGIN
-    IF to_regclass('feeds') IS NOT NULL THEN
-        GRANT SELECT, INSERT, DELETE ON feeds TO event_fn;
-    END IF;
-END $$;

@@ -149,7 +149,6 @@ const BEFORE_ROLES: &[&str] = &[
     "001_events.sql",
     "002_notifications.sql",
     "003_dispatcher.sql",
-    "007_calendar.sql",
 ];
 
 /// A database migrated before the roles existed, on a cluster without them (its tables owned
