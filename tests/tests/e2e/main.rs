@@ -13,6 +13,7 @@ mod devhost;
 mod events;
 mod harness;
 mod notify;
+mod roles;
 mod security;
 mod spin4;
 
