@@ -51,12 +51,16 @@ secret() {
 }
 
 secrets() {
-    # PostgreSQL (its password), the migration Job (db_url), the dispatch CronJob (notify_token).
-    secret "$restricted" postgres_password db_url notify_token
+    # PostgreSQL (its superuser's password), the migration Job (that password in its bootstrap
+    # step; the migration role's and the functions' roles' passwords), the dispatch CronJob
+    # (notify_token).
+    secret "$restricted" postgres_password migrator_db_password event_fn_db_password \
+        notify_fn_db_password notify_token
     echo ---
-    # The SpinApps; the rotation tokens and the read-only token are optional (README.md,
-    # "Security model").
-    secret "$spin" db_url api_token notify_token -- api_token_next notify_token_next api_read_token
+    # The SpinApps, each function's database URL as its own role (README.md, "Database roles");
+    # the rotation tokens and the read-only token are optional (README.md, "Security model").
+    secret "$spin" event_fn_db_url notify_fn_db_url api_token notify_token \
+        -- api_token_next notify_token_next api_read_token
 }
 
 if $print; then

@@ -86,11 +86,6 @@ ALTER TABLE notifications ALTER COLUMN title DROP NOT NULL;
 CREATE INDEX notifications_to_erase ON notifications (event_id)
     WHERE type = 'event.deleted' AND title IS NOT NULL;
 
--- notify-fn's database role, where sql/004_roles.sql made one: the claims' token sequence is
--- notify-fn's alone. (The tables' new columns are covered by the table grants.)
-DO $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'notify_fn') THEN
-        GRANT USAGE ON SEQUENCE delivery_claims TO notify_fn;
-    END IF;
-END $$;
+-- The claims' token sequence is notify-fn's alone (sql/004_roles.sql runs before this); the
+-- tables' new columns are covered by their table grants.
+GRANT USAGE ON SEQUENCE delivery_claims TO notify_fn;

@@ -40,12 +40,6 @@ CREATE TABLE feeds (
     CHECK (from_date IS NULL OR to_date IS NULL OR from_date <= to_date)
 );
 
--- event-fn creates, lists, reads and deletes feeds (never updates one). The role comes with
--- sql/004_roles.sql (database roles, issue 12); where that migration is not applied yet, there
--- is no role to grant to, and 004's own grants are the whole story.
-DO $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'event_fn') THEN
-        GRANT SELECT, INSERT, DELETE ON feeds TO event_fn;
-    END IF;
-END $$;
+-- event-fn creates, lists, reads and deletes feeds (never updates one); notify-fn never sees
+-- them (sql/004_roles.sql).
+GRANT SELECT, INSERT, DELETE ON feeds TO event_fn;

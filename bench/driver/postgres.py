@@ -15,6 +15,11 @@ from .common import ROOT, die_with_parent
 
 PG = Path(os.environ.get("BENCH_PG_BIN", ROOT / "target/debug/pg"))
 
+# The database roles of sql/004_roles.sql, which the servers under test connect as (the harness's
+# PostgreSQL trusts loopback: a URL names the role, no password).
+EVENT_FN_ROLE = "event_fn"
+NOTIFY_FN_ROLE = "notify_fn"
+
 SEED_SQL = """
 INSERT INTO events (title, description, date)
 SELECT 'Event ' || g,
@@ -43,8 +48,12 @@ class Postgres:
             raise RuntimeError(f"{request.get('op')}: {answer['error']}")
         return answer["ok"]
 
-    def url(self, database: str) -> str:
-        return self._url._replace(path=f"/{database}").geturl()
+    def url(self, database: str, role: str | None = None) -> str:
+        """The URL of `database`, as the superuser or as `role`."""
+        url = self._url._replace(path=f"/{database}")
+        if role is not None:
+            url = url._replace(netloc=f"{role}@{url.hostname}:{url.port}")
+        return url.geturl()
 
     def psql(self, database: str, sql: str) -> str:
         return self._call({"op": "psql", "database": database, "sql": sql})

@@ -15,7 +15,7 @@ from pathlib import Path
 from . import isolation, notifications, report, seed, statements, wrk
 from .client import http_request
 from .common import log
-from .postgres import Postgres
+from .postgres import EVENT_FN_ROLE, NOTIFY_FN_ROLE, Postgres
 from .receiver import Receiver
 from .scenarios import MIX, NATIVE_MIX, NATIVE_SPINPOOL, SCALE, SCENARIOS, Scenario
 from .servers import APP_MANIFEST, FLOOR_MANIFEST, Runtime, Server, start_native, wasm_sizes
@@ -94,19 +94,19 @@ class Run:
         self.measure_isolation()
         with self.start_floor(dbs.floor) as floor:
             self.load("floor", floor, MIX, dbs.floor)
-        with start_native(self.postgres.url(dbs.native), self.token, False, self.workdir) as native:
+        with start_native(self.event_fn_url(dbs.native), self.token, False, self.workdir) as native:
             self.load("native", native, NATIVE_MIX, dbs.native)
         if not self.settings.smoke:
             # Spin's pool policy on native splits the app's distance to native into the pool
             # policy's share and the rest (WebAssembly, an instance per request).
-            with start_native(self.postgres.url(dbs.native), self.token, True, self.workdir) as native:
+            with start_native(self.event_fn_url(dbs.native), self.token, True, self.workdir) as native:
                 self.load("native-spinpool", native, NATIVE_SPINPOOL, dbs.native)
         with self.start_app(dbs.scale) as app:
             self.find_deep_page(app.base_url, dbs.scale)
             self.load("app", app, SCALE, dbs.scale)
         with self.start_floor(dbs.scale) as floor:
             self.load("floor", floor, SCALE, dbs.scale)
-        with start_native(self.postgres.url(dbs.scale), self.token, False, self.workdir) as native:
+        with start_native(self.event_fn_url(dbs.scale), self.token, False, self.workdir) as native:
             self.load("native", native, SCALE, dbs.scale)
 
     def external(self, base_url: str) -> None:
@@ -128,8 +128,15 @@ class Run:
 
     # -- set-up
 
+    def event_fn_url(self, database: str) -> str:
+        """event-fn's database role connects the app's event-fn, and the floor and the native server
+        too: the same privileges and role settings (statement_timeout), so they compare like for like."""
+        return self.postgres.url(database, EVENT_FN_ROLE)
+
     def app_variables(self, database: str) -> dict:
-        return {"db_url": self.postgres.url(database), "db_host": "127.0.0.1", "db_port": str(self.postgres.port),
+        return {"event_fn_db_url": self.event_fn_url(database),
+                "notify_fn_db_url": self.postgres.url(database, NOTIFY_FN_ROLE),
+                "db_host": "127.0.0.1", "db_port": str(self.postgres.port),
                 "api_token": self.token, "notify_token": self.notify_token,
                 "allow_private_webhooks": "true", "webhook_hosts": "http://127.0.0.1:*"}
 
@@ -137,7 +144,7 @@ class Run:
         return self.runtime.start("app", APP_MANIFEST, self.app_variables(database), self.workdir)
 
     def start_floor(self, database: str) -> Server:
-        variables = {"db_url": self.postgres.url(database), "db_host": "127.0.0.1",
+        variables = {"db_url": self.event_fn_url(database), "db_host": "127.0.0.1",
                      "db_port": str(self.postgres.port)}
         return self.runtime.start("floor", FLOOR_MANIFEST, variables, self.workdir)
 

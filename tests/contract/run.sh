@@ -8,7 +8,11 @@
 #      stateful phases), each response checked for server errors and for status code, content
 #      type, headers and body conforming to the spec, invalid data rejected, authentication
 #      enforced, unlisted methods 405 with Allow, deleted resources gone; the internal dispatch
-#      route in a run of its own with the notify token.
+#      route in a run of its own with the notify token. One answer is expected although no
+#      check accepts it: Spin refuses a header value that is not valid UTF-8 with an empty 500
+#      before any component runs (devhost too), and schemathesis sends such values; hooks.py
+#      drops the failures of exactly that case (tested by test_hooks.py) and the summary
+#      counts them.
 # Tools are pinned (tests/contract/package.json + package-lock.json, requirements.txt) and
 # installed into target/contract-tools once; logs and reports go to target/contract.
 #
@@ -22,6 +26,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
+# The app runs from target/ (spin.toml's paths), whatever CARGO_TARGET_DIR says.
+export CARGO_TARGET_DIR=$root/target
 here=$root/tests/contract
 tools=$root/target/contract-tools
 work=$root/target/contract
@@ -100,10 +106,20 @@ checks=$checks,response_headers_conformance,negative_data_rejection,missing_requ
 checks=$checks,unsupported_method,allow_header_conformance,use_after_free,ignored_auth
 seed_args=()
 [ "$seed" = random ] || seed_args=(--seed "$seed")
+hooks_status=0
+"$venv/bin/python" "$here/test_hooks.py" >"$work/test_hooks.log" 2>&1 || {
+    hooks_status=$?
+    cat "$work/test_hooks.log" >&2
+}
+refusals=$work/spin-refusals.log
+: >"$refusals"
 schemathesis() {
-    # Run from target/contract so its caches and reports stay there.
-    (cd "$work" && "$venv/bin/schemathesis" run "$root/openapi.yaml" --url "$BASE_URL" \
-        --checks "$checks" --workers 2 "${seed_args[@]}" --generation-database none \
+    # Run from target/contract so its caches and reports stay there. One worker: with two
+    # threads, CPython 3.11's ast module fails now and then inside hypothesis ("AST constructor
+    # recursion depth mismatch", python/cpython#106905), a runtime error that fails the run.
+    (cd "$work" && SCHEMATHESIS_HOOKS=$here/hooks.py SPIN_REFUSALS_LOG=$refusals \
+        "$venv/bin/schemathesis" run "$root/openapi.yaml" --url "$BASE_URL" \
+        --checks "$checks" --workers 1 "${seed_args[@]}" --generation-database none \
         --no-color --output-truncate true "$@")
 }
 fuzz_status=0
@@ -144,8 +160,10 @@ PY
 # A tool that failed without saying which test did still fails the run.
 [ "$newman_status" = 0 ] || [ "$newman_failed" != 0 ] || newman_failed=1
 [ "$fuzz_status" = 0 ] && [ "$dispatch_status" = 0 ] || [ "$fuzz_failed" != 0 ] || fuzz_failed=1
+[ "$hooks_status" = 0 ] || fuzz_failed=$((fuzz_failed + 1))
 echo "newman: $newman_passed assertions passed, $newman_failed failed (exit $newman_status)"
 echo "schemathesis: $fuzz_passed operations passed, $fuzz_failed failed (exit $fuzz_status, dispatch $dispatch_status; seed $seed, $max_examples examples)"
+echo "schemathesis: $(wc -l <"$refusals") failures were Spin's empty 500 for a header value that is not UTF-8, expected (hooks.py; $refusals); hooks' tests: exit $hooks_status"
 passed=$((newman_passed + fuzz_passed))
 failed=$((newman_failed + fuzz_failed))
 echo "contract: $passed passed, $failed failed"

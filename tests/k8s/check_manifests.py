@@ -42,7 +42,9 @@ import yaml
 KUBE_VERSION = "1.32"  # the kubectl here is 1.32; SpinKube supports current Kubernetes releases
 SPIN_POOL_PER_POD = 64  # Spin 3.6 Postgres pool: at most 64 connections per pod (factor-outbound-pg)
 PG_RESERVED = 3  # PostgreSQL's superuser_reserved_connections default
-MIGRATION_CONNECTIONS = 1  # the migration Job (psql)
+MIGRATION_CONNECTIONS = 1  # the migration Job (psql: its bootstrap step, then its migrate step)
+MIGRATOR = "event_platform_migrator"  # the migration role (sql/bootstrap.sql)
+DB_ROLES = {"event-fn": "event_fn", "notify-fn": "notify_fn"}  # each component's role (sql/004_roles.sql)
 POSTGRES_UID = 999  # the postgres user (and group) of the official image
 HIGH_UID = 10000  # checkov CKV_K8S_40's bound; skipped in checkov.yaml for PostgreSQL only
 HEALTH_PATH = "/.well-known/spin/health"
@@ -122,7 +124,8 @@ class Repo:
 
     def migration_files(self) -> dict[str, bytes]:
         files = {p.name: p.read_bytes() for p in sorted(self.sql_dir.glob("[0-9]*.sql"))}
-        files["migrate.sh"] = (self.sql_dir / "migrate.sh").read_bytes()
+        for script in ("migrate.sh", "bootstrap.sql"):
+            files[script] = (self.sql_dir / script).read_bytes()
         return files
 
     @cached_property
@@ -704,11 +707,19 @@ def secret_variables(r: Render):
     return [(v, v) for v, spec in r.repo.variables.items() if spec.get("secret")]
 
 
-@check("secrets", "secret variable {} only from a secretKeyRef", each=secret_variables)
+@check("secrets", "secret variable {} only from a secretKeyRef, and empty where no component uses it",
+       each=secret_variables)
 def secret_from_ref(r: Render, var):
     for app in r.of_kind("SpinApp"):
         v = variable(app, var)
         if v is None:
+            continue
+        kept = app["spec"].get("components") or []
+        if not any(var in r.repo.needed(comp) for comp in kept if comp in r.repo.components):
+            # Set only because Spin wants every required variable (another function's database
+            # URL): its secret stays out of this pod.
+            expect(v.get("value") == "", f"{ident(app)} sets secret variable {var}, which it does not use, "
+                                         "to more than an empty value")
             continue
         expect("value" not in v, f"{ident(app)} sets secret variable {var} as a literal value")
         expect((v.get("valueFrom") or {}).get("secretKeyRef"),
@@ -745,6 +756,18 @@ def variables_set(r: Render, comp):
         expect(("value" in v) != ("valueFrom" in v), f"{ident(app)} {v.get('name')}: want value or valueFrom")
 
 
+@check("variables", "{}: every required spin.toml variable has a value",
+       each=lambda r: [(c, c) for c in r.repo.components])
+def required_set(r: Render, comp):
+    # Spin 3.6 resolves every app variable at start (crates/trigger/src/cli/variable.rs,
+    # ensure_required_variables_resolvable), whichever components the SpinApp keeps: one unset
+    # stops the pod.
+    app = r.spinapp(comp)
+    names = {v.get("name") for v in app["spec"].get("variables") or []}
+    required = {name for name, spec in r.repo.variables.items() if spec.get("required")}
+    expect(required <= names, f"{ident(app)} does not set required {sorted(required - names)}: Spin would not start")
+
+
 @check("db_host", "db_host and db_port name the PostgreSQL Service")
 def db_host_port(r: Render):
     svc, _sts = r.postgres()
@@ -760,9 +783,10 @@ def db_host_port(r: Render):
             expect(value is not None and int(value) in ports, f"{ident(app)} db_port {value} is not a port of {ident(svc)}")
 
 
-@check("db_url", "the example db_url matches the PostgreSQL Service, user, database and password")
-def db_url_consistent(r: Render):
-    svc, sts = r.postgres()
+def superuser(r: Render) -> tuple[str, str, str]:
+    """PostgreSQL's superuser (POSTGRES_USER), its database (POSTGRES_DB) and the key of the Secret
+    holding its password (the file POSTGRES_PASSWORD_FILE names)."""
+    _svc, sts = r.postgres()
     w = r.workload(sts)
     pg = sts["spec"]["template"]["spec"]["containers"][0]
     pw_file = (env_value(pg, "POSTGRES_PASSWORD_FILE") or {}).get("value")
@@ -770,23 +794,44 @@ def db_url_consistent(r: Render):
     pw_keys = [u.key for u in secret_uses(r) if u.namespace == ns_of(sts) and u.key
                and secret_file(w, pg, u.key) == pw_file]
     expect(pw_keys, f"POSTGRES_PASSWORD_FILE {pw_file} is not a file of the Secret")
-    password = secret_data(r.secret_in(ns_of(sts)))[pw_keys[0]]
     user, db = env_value(pg, "POSTGRES_USER"), env_value(pg, "POSTGRES_DB")
-    for secret in r.secrets:
-        data = secret_data(secret)
-        if "db_url" not in data:
-            continue
-        url = urllib.parse.urlsplit(data["db_url"])
-        where = f"db_url in {ns_of(secret)}"
-        expect(url.scheme in ("postgres", "postgresql"), f"{where}: scheme {url.scheme}")
-        host = f"{name_of(svc)}.{ns_of(svc)}.svc.cluster.local"
-        expect(url.hostname == host, f"{where}: host {url.hostname}, want {host}")
-        expect((url.port or 5432) in [p["port"] for p in svc["spec"]["ports"]], f"{where}: port {url.port}")
-        expect(urllib.parse.parse_qs(url.query).get("sslmode") == ["disable"],
-               f"{where}: want sslmode=disable in the cluster")
-        expect(user and url.username == user.get("value"), f"{where}: user {url.username} != POSTGRES_USER")
-        expect(db and url.path.lstrip("/") == db.get("value"), f"{where}: database {url.path} != POSTGRES_DB")
-        expect(urllib.parse.unquote(url.password or "") == password, f"{where}: password differs from {pw_keys[0]}")
+    expect(user and db, "PostgreSQL sets no POSTGRES_USER or POSTGRES_DB")
+    return user.get("value"), db.get("value"), pw_keys[0]
+
+
+def expect_pg_url(r: Render, where: str, url_text: str, user: str, hosts: set[str]):
+    """`url_text` names PostgreSQL's Service (one of `hosts`) and port, its database, `user` and
+    sslmode=disable."""
+    svc, _sts = r.postgres()
+    _su, db, _key = superuser(r)
+    url = urllib.parse.urlsplit(url_text)
+    expect(url.scheme in ("postgres", "postgresql"), f"{where}: scheme {url.scheme}")
+    expect(url.hostname in hosts, f"{where}: host {url.hostname}, want {' or '.join(sorted(hosts))}")
+    expect((url.port or 5432) in [p["port"] for p in svc["spec"]["ports"]], f"{where}: port {url.port}")
+    expect(urllib.parse.parse_qs(url.query).get("sslmode") == ["disable"],
+           f"{where}: want sslmode=disable in the cluster")
+    expect(url.username == user, f"{where}: user {url.username}, want {user}")
+    expect(url.path.lstrip("/") == db, f"{where}: database {url.path} != POSTGRES_DB {db}")
+    return url
+
+
+@check("db_url", "each function's database URL: the PostgreSQL Service and database, as its own role, "
+                 "with the password the migration Job gives that role")
+def db_urls(r: Render):
+    svc, sts = r.postgres()
+    restricted = secret_data(r.secret_in(ns_of(sts)))
+    for comp, role in DB_ROLES.items():
+        mapped = TEMPLATE.findall(r.repo.components[comp].get("variables", {}).get("db_url", ""))
+        expect(mapped == [f"{role}_db_url"], f"spin.toml maps {comp}'s db_url to {mapped}, want {role}_db_url")
+        app = r.spinapp(comp)
+        ref = ((variable(app, mapped[0]) or {}).get("valueFrom") or {}).get("secretKeyRef") or {}
+        data = secret_data(r.secret_in(ns_of(app)))
+        expect(ref.get("key") in data, f"{ident(app)} reads {mapped[0]} from no key of its Secret")
+        where = f"{ref['key']} in {ns_of(app)}"
+        url = expect_pg_url(r, where, data[ref["key"]], role, {f"{name_of(svc)}.{ns_of(svc)}.svc.cluster.local"})
+        password_key = f"{role}_db_password"
+        expect(urllib.parse.unquote(url.password or "") == restricted.get(password_key),
+               f"{where}: password differs from {password_key} in {ns_of(sts)}, which the migration Job sets")
 
 
 @check("notify_url", "notify_url is notify-fn's SpinApp Service")
@@ -930,9 +975,6 @@ def migrations(r: Render):
     w = r.workload(job)
     podspec = job["spec"]["template"]["spec"]
     cont = [c_ for c_ in podspec["containers"] if "/migrations/migrate.sh" in " ".join(c_.get("command") or [])][0]
-    script = " ".join(cont.get("command") or [])
-    db_file = secret_file(w, cont, "db_url")
-    expect(db_file and f"DATABASE_URL=$(cat {db_file})" in script, "DATABASE_URL is not read from the Secret's db_url file")
     mount = [m for m in cont.get("volumeMounts") or [] if m["mountPath"] == "/migrations"]
     expect(mount, "nothing mounted at /migrations")
     vol = [v for v in podspec.get("volumes") or [] if v["name"] == mount[0]["name"]]
@@ -948,6 +990,43 @@ def migrations(r: Render):
         expect(data[fname] == content, f"ConfigMap {cm_name} {fname} differs from sql/{fname}")
     stale = [k for k in data if k.endswith(".sql") and k not in want]
     expect(not stale, f"ConfigMap {cm_name} has files no longer in sql/: {stale}")
+
+
+def reads_password(w: Workload, container, variable: str, key: str) -> bool:
+    """Whether the container's script sets `variable` from the file of Secret key `key`."""
+    path = secret_file(w, container, key)
+    return bool(path) and f"{variable}=$(cat {path})" in " ".join(container.get("command") or [])
+
+
+@check("migrations", "the migration Job bootstraps as the superuser, then migrates as the migration role, "
+                     "setting the functions' roles' passwords; only the bootstrap holds the superuser's")
+def migration_roles(r: Render):
+    job = r.migration_job()
+    w = r.workload(job)
+    podspec = job["spec"]["template"]["spec"]
+    svc, _sts = r.postgres()
+    hosts = {name_of(svc)} if ns_of(svc) == ns_of(job) else set()
+    hosts.add(f"{name_of(svc)}.{ns_of(svc)}.svc.cluster.local")
+    su, _db, su_key = superuser(r)
+    boot = [c_ for c_ in podspec.get("initContainers") or []
+            if "/migrations/bootstrap.sql" in " ".join(c_.get("command") or [])]
+    expect(len(boot) == 1, f"{len(boot)} init containers run /migrations/bootstrap.sql, want 1")
+    boot = boot[0]
+    expect_pg_url(r, f"{boot['name']} DATABASE_URL", (env_value(boot, "DATABASE_URL") or {}).get("value", ""),
+                  su, hosts)
+    expect(reads_password(w, boot, "PGPASSWORD", su_key), f"{boot['name']}: PGPASSWORD is not read from {su_key}")
+    migrator_key = "migrator_db_password"
+    expect(reads_password(w, boot, "MIGRATOR_DB_PASSWORD", migrator_key),
+           f"{boot['name']}: MIGRATOR_DB_PASSWORD is not read from {migrator_key}")
+
+    cont = [c_ for c_ in podspec["containers"] if "/migrations/migrate.sh" in " ".join(c_.get("command") or [])][0]
+    expect_pg_url(r, f"{cont['name']} DATABASE_URL", (env_value(cont, "DATABASE_URL") or {}).get("value", ""),
+                  MIGRATOR, hosts)
+    expect(reads_password(w, cont, "PGPASSWORD", migrator_key), f"{cont['name']}: PGPASSWORD is not read from {migrator_key}")
+    for role in DB_ROLES.values():
+        variable_, key = f"{role.upper()}_DB_PASSWORD", f"{role}_db_password"
+        expect(reads_password(w, cont, variable_, key), f"{cont['name']}: {variable_} is not read from {key}")
+    expect(secret_file(w, cont, su_key) is None, f"{cont['name']} can read the superuser's password ({su_key})")
 
 
 @check("dispatch", "a CronJob POSTs notify-fn's dispatch route every minute, notify_token on stdin")
@@ -1313,6 +1392,15 @@ def set_var(app, name, new):
     app["spec"]["variables"] = [new if v["name"] == name else v for v in app["spec"]["variables"]]
 
 
+def drop_var(app, name):
+    app["spec"]["variables"] = [v for v in app["spec"]["variables"] if v["name"] != name]
+
+
+def secret_var(name, key):
+    """A SpinApp variable `name` from key `key` of the app's Secret."""
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": "event-management-secrets", "key": key}}}
+
+
 def pg_pod(docs):
     return find(docs, "StatefulSet", "postgres")["spec"]["template"]["spec"]
 
@@ -1333,13 +1421,42 @@ def mutation(what, family):
 
 @mutation("a secret variable set as a literal value", "secrets")
 def _(docs, repo):
-    set_var(spinapp_in(docs, "event-fn"), "db_url", {"name": "db_url", "value": "postgres://u:p@h/db"})
+    set_var(spinapp_in(docs, "event-fn"), "event_fn_db_url", {"name": "event_fn_db_url", "value": "postgres://u:p@h/db"})
+
+
+@mutation("notify-fn's database URL in event-fn's pod", "secrets")
+def _(docs, repo):
+    set_var(spinapp_in(docs, "event-fn"), "notify_fn_db_url", secret_var("notify_fn_db_url", "notify_fn_db_url"))
+
+
+@mutation("a required variable left unset where no component uses it", "variables")
+def _(docs, repo):
+    drop_var(spinapp_in(docs, "event-fn"), "notify_fn_db_url")
+
+
+@mutation("event-fn connecting as notify-fn's role", "db_url")
+def _(docs, repo):
+    set_var(spinapp_in(docs, "event-fn"), "event_fn_db_url", secret_var("event_fn_db_url", "notify_fn_db_url"))
+
+
+@mutation("migrations run as the superuser", "migrations")
+def _(docs, repo):
+    for env in find(docs, "Job")["spec"]["template"]["spec"]["containers"][0]["env"]:
+        if env["name"] == "DATABASE_URL":
+            env["value"] = env["value"].replace(MIGRATOR, "events")
+
+
+@mutation("the superuser's password in the migrate step", "migrations")
+def _(docs, repo):
+    pod = find(docs, "Job")["spec"]["template"]["spec"]
+    for vol in pod["volumes"]:
+        if vol["name"] == "migrate-secrets":
+            vol["secret"]["items"].append({"key": "postgres_password", "path": "postgres_password"})
 
 
 @mutation("a component variable left unset", "variables")
 def _(docs, repo):
-    app = spinapp_in(docs, "notify-fn")
-    app["spec"]["variables"] = [v for v in app["spec"]["variables"] if v["name"] != "notify_token"]
+    drop_var(spinapp_in(docs, "notify-fn"), "notify_token")
 
 
 @mutation("notify_url left at service chaining", "notify_url")

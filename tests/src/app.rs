@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 
-use crate::{Devhost, DevhostOptions, HttpResponse, Postgres, StubServer, postgres};
+use crate::{Devhost, DevhostOptions, HttpResponse, Postgres, Role, StubServer, postgres};
 
 /// The API's bearer token. Tokens have at least 32 bytes: the components refuse shorter ones
 /// as a misconfiguration.
@@ -186,15 +186,18 @@ pub fn database_name(url: &str) -> Result<String> {
 ///   Spin 4.0.0-4.0.2 hang forever on one (issue 16): any such query of the app fails a test.
 const APP_ENV: &[(&str, &str)] = &[("DEVHOST_EMPTY_QUERY_TRAP", "1")];
 
-/// The app's variables for a test: its database, the test tokens, webhooks to loopback
-/// allowed, and a retry schedule of fractions of a second; and `APP_ENV`.
+/// The app's variables for a test: its database (`db_url`, as `Postgres::create_database`
+/// returns it), which each function reaches as its own role, as deployed, so a missing grant
+/// fails a test; the test tokens, webhooks to loopback allowed, and a retry schedule of
+/// fractions of a second; and `APP_ENV`.
 pub fn app_options(db_url: &str, db_port: u16) -> DevhostOptions {
     let mut options = DevhostOptions::new("spin.toml");
     for (name, value) in APP_ENV {
         options = options.env(name, value);
     }
     options
-        .variable("db_url", db_url)
+        .variable("event_fn_db_url", &Role::EventFn.in_url(db_url))
+        .variable("notify_fn_db_url", &Role::NotifyFn.in_url(db_url))
         .variable("db_port", &db_port.to_string())
         .variable("api_token", TOKEN)
         .variable("notify_token", NOTIFY_TOKEN)

@@ -1,7 +1,8 @@
 //! The end-to-end harness: a throwaway PostgreSQL (own data directory, free port, unprivileged
-//! user when run as root), a fresh database per test from a migrated template, the app served
-//! by devhost (or the runtime `E2E_RUNTIME` names), an HTTP stub server for what the app calls
-//! out to, and the suite's runner: tests declared with `#[e2e::test]`, run by libtest-mimic.
+//! user when run as root, the app's database roles), a fresh database per test from a migrated
+//! template, the app served by devhost (or the runtime `E2E_RUNTIME` names) with each function
+//! as its own database role, an HTTP stub server for what the app calls out to, and the suite's
+//! runner: tests declared with `#[e2e::test]`, run by libtest-mimic.
 //! Everything is stopped and removed on drop.
 
 mod app;
@@ -13,7 +14,7 @@ mod suite;
 
 pub use app::{App, NOTIFY_TOKEN, TOKEN, app_options, assert_problem, database_name};
 pub use devhost::{Devhost, DevhostOptions, HttpResponse};
-pub use postgres::Postgres;
+pub use postgres::{Postgres, Role};
 pub use runtime::{Runtime, devhost_binary};
 pub use stub::{Answer, Framing, Received, StubServer, WebhookReceiver};
 pub use suite::{Test, TestResult, postgres, registered, run};

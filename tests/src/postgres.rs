@@ -1,4 +1,7 @@
-//! A PostgreSQL server of the harness's own, from the system's binaries.
+//! A PostgreSQL server of the harness's own, from the system's binaries, with the app's database
+//! roles: the template database is bootstrapped as the superuser (`sql/bootstrap.sql`) and
+//! migrated as the migration role, as every deployment does. Authentication is `trust` on
+//! loopback, so a URL names a role and no password.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -10,6 +13,37 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 const TEMPLATE: &str = "app_template";
+
+/// The roles the harness connects as (README.md, "Database roles").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// `initdb`'s superuser: creates databases, bootstraps, and what tests inspect with.
+    Superuser,
+    /// Owns the schema and runs `sql/migrate.sh` (`sql/bootstrap.sql` makes it).
+    Migrator,
+    /// event-fn's role (`sql/004_roles.sql`).
+    EventFn,
+    /// notify-fn's role (`sql/004_roles.sql`).
+    NotifyFn,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Superuser => "postgres",
+            Role::Migrator => "event_platform_migrator",
+            Role::EventFn => "event_fn",
+            Role::NotifyFn => "notify_fn",
+        }
+    }
+
+    /// `url` (one of this server's URLs) connecting as this role instead.
+    pub fn in_url(self, url: &str) -> String {
+        let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+        let address = rest.split_once('@').map_or(rest, |(_, address)| address);
+        format!("{scheme}://{}@{address}", self.name())
+    }
+}
 
 pub struct Postgres {
     bindir: PathBuf,
@@ -23,8 +57,18 @@ pub struct Postgres {
 
 impl Postgres {
     /// Initializes a cluster in a new temporary directory, starts it on a free port and
-    /// creates the template database with every migration in `sql/` applied.
+    /// creates the template database, bootstrapped and with every migration in `sql/` applied.
     pub fn start() -> Result<Self> {
+        let postgres = Self::start_empty()?;
+        postgres.psql("postgres", &format!("CREATE DATABASE {TEMPLATE}"))?;
+        postgres.bootstrap(TEMPLATE)?;
+        postgres.migrate(TEMPLATE)?;
+        Ok(postgres)
+    }
+
+    /// A cluster as `initdb` leaves it: no database of the app's and none of its roles (only
+    /// `create_empty_database` then; `create_database` needs `start`'s template).
+    pub fn start_empty() -> Result<Self> {
         let bindir = find_bindir()?;
         let user = if unsafe { libc::geteuid() } == 0 {
             Some(unprivileged_user()?)
@@ -44,8 +88,6 @@ impl Postgres {
             next_database: AtomicUsize::new(0),
         };
         postgres.init_and_start()?;
-        postgres.psql("postgres", &format!("CREATE DATABASE {TEMPLATE}"))?;
-        postgres.migrate(TEMPLATE)?;
         Ok(postgres)
     }
 
@@ -147,25 +189,54 @@ impl Postgres {
         self.port
     }
 
-    /// A new, empty, migrated database; returns its connection URL.
+    /// A new, empty, migrated database, owned by the migration role as a bootstrapped one is;
+    /// returns its connection URL (as the superuser: `Role::in_url` for another role).
     pub fn create_database(&self) -> Result<String> {
-        let n = self.next_database.fetch_add(1, Ordering::SeqCst);
-        let name = format!("test_{}_{n}", std::process::id());
-        self.psql("postgres", &format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))?;
+        let name = self.new_database_name();
+        self.psql(
+            "postgres",
+            &format!(
+                "CREATE DATABASE {name} TEMPLATE {TEMPLATE} OWNER {}",
+                Role::Migrator.name()
+            ),
+        )?;
         Ok(self.url(&name))
     }
 
+    /// A new database with nothing in it (no bootstrap, no migration); returns its name.
+    pub fn create_empty_database(&self) -> Result<String> {
+        let name = self.new_database_name();
+        self.psql("postgres", &format!("CREATE DATABASE {name}"))?;
+        Ok(name)
+    }
+
+    fn new_database_name(&self) -> String {
+        let n = self.next_database.fetch_add(1, Ordering::SeqCst);
+        format!("test_{}_{n}", std::process::id())
+    }
+
+    /// The URL of `database` as the superuser.
     pub fn url(&self, database: &str) -> String {
+        self.url_as(Role::Superuser, database)
+    }
+
+    pub fn url_as(&self, role: Role, database: &str) -> String {
         format!(
-            "postgres://postgres@127.0.0.1:{}/{database}?sslmode=disable",
+            "postgres://{}@127.0.0.1:{}/{database}?sslmode=disable",
+            role.name(),
             self.port
         )
     }
 
-    /// Runs SQL and returns psql's unaligned, tuples-only output.
+    /// Runs SQL as the superuser and returns psql's unaligned, tuples-only output.
     pub fn psql(&self, database: &str, sql: &str) -> Result<String> {
+        self.psql_as(Role::Superuser, database, sql)
+    }
+
+    /// Runs SQL as `role`; an error carries psql's message (e.g. "permission denied ...").
+    pub fn psql_as(&self, role: Role, database: &str, sql: &str) -> Result<String> {
         let output = Command::new(self.bindir.join("psql"))
-            .arg(self.url(database))
+            .arg(self.url_as(role, database))
             .args([
                 "--no-psqlrc",
                 "--quiet",
@@ -183,22 +254,32 @@ impl Postgres {
         Ok(String::from_utf8(output.stdout)?.trim().to_owned())
     }
 
-    /// Applies `sql/` with the project's one migration procedure.
-    pub fn migrate(&self, database: &str) -> Result<String> {
+    /// Runs `sql/bootstrap.sql` on `database` as the superuser: the migration role, owning it.
+    pub fn bootstrap(&self, database: &str) -> Result<String> {
         let root = crate::workspace_root();
-        let output = Command::new("sh")
+        let mut command = Command::new(self.bindir.join("psql"));
+        command
+            .arg(self.url(database))
+            .args(["--no-psqlrc", "--quiet", "-v", "ON_ERROR_STOP=1", "-f"])
+            .arg(root.join("sql/bootstrap.sql"));
+        run(&mut command, "sql/bootstrap.sql")
+    }
+
+    /// Applies `sql/` with the project's one migration procedure, as the migration role.
+    pub fn migrate(&self, database: &str) -> Result<String> {
+        self.migrate_from(&crate::workspace_root().join("sql"), Role::Migrator, database)
+    }
+
+    /// Runs `sql/migrate.sh` over the migrations in `dir` as `role`.
+    pub fn migrate_from(&self, dir: &Path, role: Role, database: &str) -> Result<String> {
+        let root = crate::workspace_root();
+        let mut command = Command::new("sh");
+        command
             .arg(root.join("sql/migrate.sh"))
-            .env("DATABASE_URL", self.url(database))
-            .env("PATH", path_with(&self.bindir))
-            .output()?;
-        if !output.status.success() {
-            bail!(
-                "sql/migrate.sh failed: {}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        Ok(String::from_utf8(output.stdout)?)
+            .arg(dir)
+            .env("DATABASE_URL", self.url_as(role, database))
+            .env("PATH", path_with(&self.bindir));
+        run(&mut command, "sql/migrate.sh")
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -281,6 +362,19 @@ fn unprivileged_user() -> Result<(u32, u32)> {
         }
     }
     bail!("running as root and no unprivileged user (postgres or nobody) exists to run PostgreSQL")
+}
+
+/// Runs `command` (`what`, for the error); its standard output.
+fn run(command: &mut Command, what: &str) -> Result<String> {
+    let output = command.output().with_context(|| format!("running {what}"))?;
+    if !output.status.success() {
+        bail!(
+            "{what} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8(output.stdout)?)
 }
 
 fn path_with(dir: &Path) -> std::ffi::OsString {

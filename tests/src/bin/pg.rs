@@ -4,7 +4,9 @@
 //!
 //!   pg [--stat-statements]
 //!
-//! Once the server runs it prints `{"port": P, "url": "postgres://…/postgres?sslmode=disable"}`.
+//! Once the server runs it prints `{"port": P, "url": "postgres://…/postgres?sslmode=disable"}`,
+//! the superuser's URL; the app's database roles exist (`e2e::Role`), and with `trust`
+//! authentication a URL with another user name connects as that role.
 //! Then each request line gets one answer line, `{"ok": …}` or `{"error": "…"}`:
 //!
 //!   {"op": "create_database"}                  → the URL of a new database with `sql/` applied

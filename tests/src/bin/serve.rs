@@ -1,6 +1,7 @@
 //! Serves the app for tools that test it from outside (tests/contract/run.sh: newman,
 //! schemathesis): a throwaway PostgreSQL with a fresh migrated database and devhost running
-//! spin.toml, until SIGINT, SIGTERM or SIGHUP; then everything is stopped and removed.
+//! spin.toml, each function as its own database role, until SIGINT, SIGTERM or SIGHUP; then
+//! everything is stopped and removed.
 //!
 //!   serve [--env-file PATH]
 //!
@@ -14,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use e2e::{Devhost, DevhostOptions, Postgres};
+use e2e::{Devhost, DevhostOptions, Postgres, Role};
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -56,7 +57,8 @@ fn serve(postgres: &Postgres, api_token: &str, notify_token: &str, env_file: Opt
     // As the e2e suite: a query that returns no rows traps, as Spin 4.0.0-4.0.2 hang on one.
     let options = DevhostOptions::new("spin.toml")
         .env("DEVHOST_EMPTY_QUERY_TRAP", "1")
-        .variable("db_url", &db_url)
+        .variable("event_fn_db_url", &Role::EventFn.in_url(&db_url))
+        .variable("notify_fn_db_url", &Role::NotifyFn.in_url(&db_url))
         .variable("db_port", &postgres.port().to_string())
         .variable("api_token", api_token)
         .variable("notify_token", notify_token)

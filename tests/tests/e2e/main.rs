@@ -14,6 +14,7 @@ mod events;
 mod harness;
 mod notify;
 mod receivers;
+mod roles;
 mod security;
 mod spin4;
 
