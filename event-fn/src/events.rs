@@ -8,28 +8,31 @@ use http_kit::{Problem, Reply, json_response, route};
 use spin_sdk::http::{Method, Params, Request, Response};
 
 use crate::domain::{EventInput, EventPatch};
+use crate::handoff::{AfterResponse, Exchange};
 use crate::pagination::{Cursor, ListQuery};
 use crate::request::{self, Accepts};
 use crate::store::{CreateOutcome, Event, Store, WriteOutcome};
-use crate::{Config, EVENT, EVENTS, handoff};
+use crate::{Config, EVENT, EVENTS};
 
-pub async fn collection(config: Rc<Config>, request: Request, _: Params) -> Reply {
+pub async fn collection(exchange: Rc<Exchange>, request: Request, _: Params) -> Reply {
+    let config = &exchange.config;
     match request.method() {
-        Method::Get | Method::Head => list(&config, &request),
-        Method::Post => create(&config, &request).await,
+        Method::Get | Method::Head => list(config, &request),
+        Method::Post => create(&exchange, &request),
         Method::Options => Ok(options(EVENTS.allow)),
         _ => Err(EVENTS.method_not_allowed()),
     }
 }
 
-pub async fn item(config: Rc<Config>, request: Request, params: Params) -> Reply {
+pub async fn item(exchange: Rc<Exchange>, request: Request, params: Params) -> Reply {
     let id = route::id(&params, "event")?;
+    let config = &exchange.config;
     match request.method() {
-        Method::Get | Method::Head => get(&config, &request, id),
-        Method::Put => replace(&config, &request, id).await,
-        Method::Patch => patch(&config, &request, id).await,
-        Method::Delete => delete(&config, &request, id).await,
-        Method::Options => item_options(&config, id),
+        Method::Get | Method::Head => get(config, &request, id),
+        Method::Put => replace(&exchange, &request, id),
+        Method::Patch => patch(&exchange, &request, id),
+        Method::Delete => delete(&exchange, &request, id),
+        Method::Options => item_options(config, id),
         _ => Err(EVENT.method_not_allowed()),
     }
 }
@@ -53,13 +56,13 @@ fn list(config: &Config, request: &Request) -> Reply {
     Ok(response)
 }
 
-async fn create(config: &Config, request: &Request) -> Reply {
+fn create(exchange: &Exchange, request: &Request) -> Reply {
     let key = request::idempotency_key(request)?;
     let input = EventInput::parse(&request::json(request, Accepts::Json)?)
         .map_err(|errors| Problem::invalid("the event is not valid", errors))?;
-    match open(config)?.create(&input, key.as_deref())? {
-        CreateOutcome::Created(event) => {
-            handoff::request_dispatch(config).await;
+    match open(&exchange.config)?.create(&input, key.as_deref())? {
+        CreateOutcome::Created(event, dispatcher) => {
+            exchange.then(AfterResponse::after_change(dispatcher));
             Ok(created(&event, false))
         }
         CreateOutcome::Replayed(event) => Ok(created(&event, true)),
@@ -84,22 +87,22 @@ fn item_options(config: &Config, id: i64) -> Reply {
     Ok(options(EVENT.allow))
 }
 
-async fn replace(config: &Config, request: &Request, id: i64) -> Reply {
+fn replace(exchange: &Exchange, request: &Request, id: i64) -> Reply {
     let input = EventInput::parse(&request::json(request, Accepts::Json)?)
         .map_err(|errors| Problem::invalid("the event is not valid", errors))?;
     let if_match = request::if_match(request, id);
-    let outcome = open(config)?.replace(id, &input, if_match.as_deref())?;
-    written(config, id, outcome).await
+    let outcome = open(&exchange.config)?.replace(id, &input, if_match.as_deref())?;
+    written(exchange, id, outcome)
 }
 
-async fn patch(config: &Config, request: &Request, id: i64) -> Reply {
+fn patch(exchange: &Exchange, request: &Request, id: i64) -> Reply {
     let patch = EventPatch::parse(&request::json(request, Accepts::JsonOrMergePatch)?)
         .map_err(|errors| Problem::invalid("the patch is not valid", errors))?;
     let if_match = request::if_match(request, id);
-    let store = open(config)?;
+    let store = open(&exchange.config)?;
     if patch.moves() {
         let outcome = move_event(&store, id, &patch, if_match.as_deref())?;
-        return written(config, id, outcome).await;
+        return written(exchange, id, outcome);
     }
     if patch.is_empty() {
         // An empty merge patch changes nothing: answer with the event as it is.
@@ -110,7 +113,7 @@ async fn patch(config: &Config, request: &Request, id: i64) -> Reply {
         return Ok(event_response(200, &event));
     }
     let outcome = store.patch_text(id, &patch, if_match.as_deref())?;
-    written(config, id, outcome).await
+    written(exchange, id, outcome)
 }
 
 /// How often a patch that moves an event is tried again when a concurrent write changed the
@@ -144,11 +147,11 @@ fn move_event(
     Err(Problem::unavailable())
 }
 
-async fn delete(config: &Config, request: &Request, id: i64) -> Reply {
+fn delete(exchange: &Exchange, request: &Request, id: i64) -> Reply {
     let if_match = request::if_match(request, id);
-    match open(config)?.delete(id, if_match.as_deref())? {
-        WriteOutcome::Done(()) => {
-            handoff::request_dispatch(config).await;
+    match open(&exchange.config)?.delete(id, if_match.as_deref())? {
+        WriteOutcome::Done((), dispatcher) => {
+            exchange.then(AfterResponse::after_change(dispatcher));
             Ok(Response::builder().status(204).build())
         }
         WriteOutcome::NotFound => Err(no_event(id)),
@@ -156,11 +159,12 @@ async fn delete(config: &Config, request: &Request, id: i64) -> Reply {
     }
 }
 
-/// The answer to a conditional update; a change hands off to notify-fn first.
-async fn written(config: &Config, id: i64, outcome: WriteOutcome<Event>) -> Reply {
+/// The answer to a conditional update; a change hands off to notify-fn after it unless a
+/// dispatcher is running.
+fn written(exchange: &Exchange, id: i64, outcome: WriteOutcome<Event>) -> Reply {
     match outcome {
-        WriteOutcome::Done(event) => {
-            handoff::request_dispatch(config).await;
+        WriteOutcome::Done(event, dispatcher) => {
+            exchange.then(AfterResponse::after_change(dispatcher));
             Ok(event_response(200, &event))
         }
         WriteOutcome::NotFound => Err(no_event(id)),

@@ -6,8 +6,8 @@
 //! request is authenticated from its headers before its body is read (`http_kit`), then
 //! routed. Handlers (`events`, `feeds`) parse input into domain types (`domain`, `schedule`,
 //! `pagination`, `request`), call the store once and render the result (`ical` for calendars)
-//! or a problem. A change commits its notification with it (`store`) and then hands off to
-//! notify-fn (`handoff`).
+//! or a problem. A change commits its notification with it (`store`); once the client has its
+//! answer, the request hands off to notify-fn (`handoff`).
 
 mod domain;
 mod events;
@@ -22,6 +22,7 @@ mod store;
 use std::rc::Rc;
 use std::time::Duration;
 
+use handoff::Exchange;
 use http_kit::route::{self, Route};
 use http_kit::{API_TOKENS, Credentials, Incoming, Problem, variable};
 use spin_sdk::http::{IncomingRequest, Method, Response, ResponseOutparam, Router};
@@ -51,38 +52,47 @@ async fn entry(request: IncomingRequest, out: ResponseOutparam) {
     handle(request, out).await
 }
 
-/// Answers one request.
+/// Answers one request, then does what its handler left for after the response (the hand-off):
+/// the client never waits for it.
 pub async fn handle(request: IncomingRequest, out: ResponseOutparam) {
-    let response = answer(Incoming::new(request)).await;
+    let (response, exchange) = answer(Incoming::new(request)).await;
     http_kit::send_response(out, response).await;
+    if let Some(exchange) = exchange {
+        exchange.finish().await;
+    }
 }
 
-async fn answer(incoming: Incoming) -> Response {
+/// The response, and the exchange of a routed request (what it left to do after).
+async fn answer(incoming: Incoming) -> (Response, Option<Rc<Exchange>>) {
     if incoming.path() == SPEC.path {
-        return openapi(incoming.method());
+        return (openapi(incoming.method()), None);
     }
     let config = match Config::load() {
         Ok(config) => Rc::new(config),
         Err(error) => {
             eprintln!("event-fn: configuration: {error}");
-            return Problem::misconfigured().into();
+            return (Problem::misconfigured().into(), None);
         }
     };
     if let Some(file) = feeds::feed_file(incoming.path()) {
-        return http_kit::respond(feeds::subscribed(&config, &incoming, file));
+        return (
+            http_kit::respond(feeds::subscribed(&config, &incoming, file)),
+            None,
+        );
     }
     let request = match incoming.read_authorized(&config.api).await {
         Ok(request) => request,
-        Err(problem) => return problem.into(),
+        Err(problem) => return (problem.into(), None),
     };
+    let exchange = Rc::new(Exchange::new(config.clone()));
     let mut router = Router::new();
-    router.any_async(EVENTS.path, route::with(&config, events::collection));
-    router.any_async(EVENT.path, route::with(&config, events::item));
+    router.any_async(EVENTS.path, route::with(&exchange, events::collection));
+    router.any_async(EVENT.path, route::with(&exchange, events::item));
     router.any_async(EVENTS_CALENDAR.path, route::with(&config, feeds::events_calendar));
     router.any_async(FEEDS.path, route::with(&config, feeds::collection));
     router.any_async(FEED.path, route::with(&config, feeds::item));
     router.any("/*", route::unknown_path);
-    router.handle_async(request).await
+    (router.handle_async(request).await, Some(exchange))
 }
 
 /// The spec is public: a deployment describes itself to anyone who asks.

@@ -36,16 +36,27 @@ impl Event {
     }
 }
 
+/// Whether a dispatcher held the lease when a change was written (the `lease` of each write
+/// statement). While it holds it, the dispatcher will see the change's notification: it gives
+/// the lease up only after every write that saw it held has committed (notify-fn's
+/// `release_dispatch` waits for their share locks on the `dispatcher` row), and only when
+/// nothing is left to fan out. Otherwise the write hands off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dispatcher {
+    Running,
+    Idle,
+}
+
 /// What a conditional write found.
 pub enum WriteOutcome<T> {
-    Done(T),
+    Done(T, Dispatcher),
     NotFound,
     PreconditionFailed,
 }
 
 /// What an idempotent create found.
 pub enum CreateOutcome {
-    Created(Event),
+    Created(Event, Dispatcher),
     /// The key was used before with this very request: the first response again.
     Replayed(Event),
     /// The key was used before with another request.
@@ -54,6 +65,14 @@ pub enum CreateOutcome {
 
 // Every statement returns at least one row (Spin 4.0.0-4.0.2 never returns from a query that
 // returns none): a look-up anchors on a one-row source, so "nothing" is a row of NULLs.
+//
+// Each write also reads the dispatcher lease (`lease`, the `dispatching` column): the row is
+// locked `FOR SHARE` when the lease is live, so the write holds a share lock until it commits.
+// Share locks do not block each other (writes never wait on one another there), but notify-fn's
+// release takes `FOR UPDATE` and so waits for every such write; a write that comes while a
+// release holds that lock waits for it and, being a locking read in READ COMMITTED, re-checks
+// the row's newest version: it then finds the lease released and hands off. The lease is joined
+// first (outermost), so a write holds the lock from before it touches any event row.
 
 /// `$1` id.
 const GET_EVENT: &str = "
@@ -86,9 +105,14 @@ const LIST_EVENTS: &str = "
 /// date (each NULL: none). The key claim, the insert, its notification (the
 /// outbox) and the replay look-up are one statement, so concurrent retries create one event.
 /// The first row: the new event (`first_request` NULL), or the key's first use; all NULL when
-/// a concurrent first use of the key is not visible yet.
+/// a concurrent first use of the key is not visible yet; `dispatching` beside it.
 const CREATE_EVENT: &str = "
-    WITH fresh AS (
+    WITH lease AS (
+        SELECT true AS held FROM dispatcher
+        WHERE holder IS NOT NULL AND held_until >= (now() AT TIME ZONE 'utc')
+        FOR SHARE
+    ),
+    fresh AS (
         SELECT nextval(pg_get_serial_sequence('events', 'id')) AS id,
                (now() AT TIME ZONE 'utc') AS at
     ),
@@ -125,8 +149,10 @@ const CREATE_EVENT: &str = "
         SELECT event_id, created_at, request FROM idempotency_keys
         WHERE key = $4::text AND NOT EXISTS (SELECT 1 FROM claim)
     )
-    SELECT outcome.id, outcome.created_at, outcome.first_request
+    SELECT outcome.id, outcome.created_at, outcome.first_request,
+           lease.held IS NOT NULL AS dispatching
     FROM (VALUES (1)) AS one
+    LEFT JOIN lease ON true
     LEFT JOIN outcome ON true";
 
 /// `$1` id, `$2` the versions `If-Match` allows (NULL: any), `$3` title (NULL: keep),
@@ -134,9 +160,14 @@ const CREATE_EVENT: &str = "
 /// notification's type, `$8` whether to set the time fields to `$9`-`$12` (start time, end
 /// time, time zone, end date). A merge in the database, so a patch of the title or the
 /// description needs no prior read; a replacement is the patch that sets every field. `found` false: no such event; `id` NULL
-/// beside it: `If-Match` named another version.
+/// beside it: `If-Match` named another version; `dispatching` beside it.
 const UPDATE_EVENT: &str = "
-    WITH target AS (SELECT id FROM events WHERE id = $1),
+    WITH lease AS (
+        SELECT true AS held FROM dispatcher
+        WHERE holder IS NOT NULL AND held_until >= (now() AT TIME ZONE 'utc')
+        FOR SHARE
+    ),
+    target AS (SELECT id FROM events WHERE id = $1),
     updated AS (
         UPDATE events SET title = COALESCE($3::text, title),
             description = CASE WHEN $4::bool THEN $5::text ELSE description END,
@@ -162,13 +193,20 @@ const UPDATE_EVENT: &str = "
     SELECT EXISTS (SELECT 1 FROM target) AS found, updated.id, updated.title,
            updated.description, updated.date, updated.start_time, updated.end_time,
            updated.time_zone, updated.end_date, updated.created_at, updated.updated_at,
-           updated.version
+           updated.version, lease.held IS NOT NULL AS dispatching
     FROM (VALUES (1)) AS one
+    LEFT JOIN lease ON true
     LEFT JOIN updated ON true";
 
-/// `$1` id, `$2` the versions `If-Match` allows (NULL: any), `$3` the notification's type.
+/// `$1` id, `$2` the versions `If-Match` allows (NULL: any), `$3` the notification's type;
+/// `dispatching` beside the outcome.
 const DELETE_EVENT: &str = "
-    WITH target AS (SELECT id FROM events WHERE id = $1),
+    WITH lease AS (
+        SELECT true AS held FROM dispatcher
+        WHERE holder IS NOT NULL AND held_until >= (now() AT TIME ZONE 'utc')
+        FOR SHARE
+    ),
+    target AS (SELECT id FROM events WHERE id = $1),
     deleted AS (
         DELETE FROM events
         WHERE id = $1 AND ($2::int8[] IS NULL OR version = ANY($2::int8[]))
@@ -183,7 +221,10 @@ const DELETE_EVENT: &str = "
                end_date, created_at, updated_at
         FROM deleted
     )
-    SELECT EXISTS (SELECT 1 FROM target) AS found, EXISTS (SELECT 1 FROM deleted) AS deleted";
+    SELECT EXISTS (SELECT 1 FROM target) AS found, EXISTS (SELECT 1 FROM deleted) AS deleted,
+           lease.held IS NOT NULL AS dispatching
+    FROM (VALUES (1)) AS one
+    LEFT JOIN lease ON true";
 
 /// `$1` the secret's SHA-256 (hex), `$2` the title search as given, `$3` its ILIKE pattern,
 /// `$4` from, `$5` to (each NULL: none).
@@ -321,7 +362,7 @@ impl Store {
                 version: 1,
             };
             return Ok(match row.get::<Option<String>>("first_request")? {
-                None => CreateOutcome::Created(event),
+                None => CreateOutcome::Created(event, dispatcher(row)?),
                 Some(first) if first == fingerprint => CreateOutcome::Replayed(event),
                 Some(_) => CreateOutcome::KeyReused,
             });
@@ -383,7 +424,7 @@ impl Store {
         Ok(match (row.get::<bool>("found")?, row.is_null("id")?) {
             (false, _) => WriteOutcome::NotFound,
             (true, true) => WriteOutcome::PreconditionFailed,
-            (true, false) => WriteOutcome::Done(event(row)?),
+            (true, false) => WriteOutcome::Done(event(row)?, dispatcher(row)?),
         })
     }
 
@@ -466,9 +507,18 @@ impl Store {
         Ok(match (row.get::<bool>("found")?, row.get::<bool>("deleted")?) {
             (false, _) => WriteOutcome::NotFound,
             (true, false) => WriteOutcome::PreconditionFailed,
-            (true, true) => WriteOutcome::Done(()),
+            (true, true) => WriteOutcome::Done((), dispatcher(row)?),
         })
     }
+}
+
+/// Whether the write's statement found the dispatcher lease held (its `dispatching` column).
+fn dispatcher(row: Row<'_>) -> Result<Dispatcher, Unavailable> {
+    Ok(if row.get::<bool>("dispatching")? {
+        Dispatcher::Running
+    } else {
+        Dispatcher::Idle
+    })
 }
 
 /// The notification type a write records in the outbox.

@@ -2,14 +2,19 @@
 //! housekeeping (retention), then keeps a set of attempts in flight: it fans new notifications
 //! out, claims due deliveries as slots free up (round-robin across subscriptions, a few per
 //! subscription: see `store`), records each attempt the moment it ends, and meanwhile looks
-//! every `POLL` whether a hand-off asked for more. So a slow or dead endpoint holds only its
-//! own slots until its attempts time out, and never the others' deliveries.
+//! every `POLL` whether notifications wait to be fanned out or a hand-off asked for more. So a
+//! slow or dead endpoint holds only its own slots until its attempts time out, and never the
+//! others' deliveries.
 //!
-//! The holder gives the lease up only when nothing is in flight, its last look found nothing
-//! more to do, and no request was counted since that look (else that request's notification
-//! may have been committed after it looked): a dispatch request is never lost while the lease
-//! is held. After `MAX_DISPATCH` it takes no new work and gives the lease up once its attempts
-//! end; the next request, or the periodic trigger, goes on.
+//! A write made while the lease is held does not hand off (event-fn reads the lease in the
+//! write's statement): the holder must see its notification. So the holder gives the lease up
+//! only when nothing is in flight, its last look found nothing more to do, and, in one
+//! transaction (`Store::release_dispatch`): no write that saw the lease held is still
+//! uncommitted (it holds the dispatcher row `FOR SHARE`), nothing waits to be fanned out, and no
+//! request was counted since that look. A write after that waits for the release and then hands
+//! off. So a committed change is never left without a dispatcher while one holds the lease.
+//! After `MAX_DISPATCH` it takes no new work and gives the lease up once its attempts end;
+//! the next write's hand-off, or the periodic trigger, goes on.
 
 use std::time::{Duration, Instant};
 
@@ -23,7 +28,7 @@ use serde::Serialize;
 use crate::Config;
 use crate::destination;
 use crate::model::{AttemptOutcome, Job, Notification};
-use crate::store::{Recorded, Store};
+use crate::store::{LeaseState, Recorded, Release, Store};
 use crate::webhook;
 
 /// Notifications fanned out per statement.
@@ -59,7 +64,7 @@ pub async fn dispatch(config: &Config) -> Result<(), Unavailable> {
     if result.is_err() {
         // Best effort, so that dispatch resumes as soon as the database answers again rather
         // than when the lease expires.
-        let _ = store.release_dispatch(&holder, None);
+        let _ = store.abandon_dispatch(&holder);
     }
     result
 }
@@ -137,7 +142,7 @@ impl<'a> Dispatcher<'a> {
             }
             if !self.in_flight.is_empty() {
                 self.wait().await?;
-            } else if !(self.taking() && (self.wants.fan_out || self.wants.claim)) && self.idle()? {
+            } else if !(self.taking() && (self.wants.fan_out || self.wants.claim)) && self.idle().await? {
                 return Ok(());
             }
         }
@@ -174,29 +179,45 @@ impl<'a> Dispatcher<'a> {
         Ok(())
     }
 
-    /// Nothing in flight and nothing more to take: gives the lease up unless a request was
-    /// counted since the last look (then it looks again). Whether the dispatch is done.
-    fn idle(&mut self) -> Result<bool, Unavailable> {
+    /// Nothing in flight and nothing more to take: gives the lease up unless something waits
+    /// to be fanned out or a request was counted since the last look (then it looks again).
+    /// Whether the dispatch is done.
+    async fn idle(&mut self) -> Result<bool, Unavailable> {
         if !self.holding {
             return Ok(true);
         }
         if !self.taking() {
-            self.store.release_dispatch(self.holder, None)?;
+            self.store.abandon_dispatch(self.holder)?;
             return Ok(true);
         }
-        if self.store.release_dispatch(self.holder, Some(self.seen))? {
-            return Ok(true);
+        match self.store.release_dispatch(self.holder, self.seen)? {
+            Release::Released => return Ok(true),
+            // A write that found the lease held is committing: its notification shows soon.
+            Release::Busy => sleep(POLL).await,
+            Release::Kept => {}
         }
-        match self.store.renew_dispatch(self.holder, self.lease)? {
-            Some(requests) => self.seen = requests,
+        match self.lease_state()? {
+            Some(state) => self.seen = state.requests,
             None => {
                 lease_lost();
                 return Ok(true);
             }
         }
-        self.last_renewal = Instant::now();
         self.wants = Wants::EVERYTHING;
         Ok(false)
+    }
+
+    /// What the holder finds: the lease renewed once a quarter of it has passed (tried again at
+    /// each look until a renewal gets through), else only read.
+    fn lease_state(&mut self) -> Result<Option<LeaseState>, Unavailable> {
+        if self.last_renewal.elapsed() < self.lease / 4 {
+            return self.store.dispatch_requests(self.holder);
+        }
+        let state = self.store.renew_dispatch(self.holder, self.lease)?;
+        if state.is_some_and(|state| state.renewed) {
+            self.last_renewal = Instant::now();
+        }
+        Ok(state)
     }
 
     /// Waits for the next attempt to end or the time to poll, whichever comes first; records
@@ -225,19 +246,14 @@ impl<'a> Dispatcher<'a> {
         Ok(())
     }
 
-    /// Looks whether a hand-off counted a request (then fans out and claims at once), renews
-    /// the lease now and then, and claims again now and then (retries come due).
+    /// Looks whether notifications wait to be fanned out (writes while the lease is held do not
+    /// hand off) or a hand-off counted a request (then fans out and claims at once), renews the
+    /// lease now and then, and claims again now and then (retries come due).
     fn poll(&mut self) -> Result<(), Unavailable> {
         self.next_poll = Instant::now() + POLL;
-        let requests = if self.last_renewal.elapsed() >= self.lease / 4 {
-            self.last_renewal = Instant::now();
-            self.store.renew_dispatch(self.holder, self.lease)?
-        } else {
-            self.store.dispatch_requests(self.holder)?
-        };
-        match requests {
-            Some(requests) if requests != self.seen => {
-                self.seen = requests;
+        match self.lease_state()? {
+            Some(state) if state.waiting || state.requests != self.seen => {
+                self.seen = state.requests;
                 self.wants = Wants::EVERYTHING;
             }
             Some(_) => self.wants.claim |= self.last_claim.elapsed() >= RECLAIM,

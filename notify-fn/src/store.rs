@@ -236,24 +236,57 @@ const REQUEST_DISPATCH: &str = "
     FROM (VALUES (1)) AS one
     LEFT JOIN counted ON true";
 
-/// `$1` holder, `$2` lease in seconds. `requests` NULL: the lease has passed to another.
+/// `$1` holder, `$2` lease in seconds. `requests` NULL: the lease has passed to another;
+/// `waiting`: notifications are waiting to be fanned out (writes made while the lease is held
+/// do not hand off: the holder finds their notifications here).
+///
+/// The row is renewed only if it can be locked at once (`renewed`): writes hold it `FOR SHARE`
+/// while the lease is held, and share locks do not queue behind a waiting update, so under a
+/// steady stream of writes waiting could last until the statement times out. The holder renews
+/// at a quarter of the lease and tries again at each look until it gets through.
 const RENEW_DISPATCH: &str = "
-    WITH renewed AS (
-        UPDATE dispatcher SET held_until = (now() AT TIME ZONE 'utc') + make_interval(secs => $2::float8)
-        WHERE holder = $1
-        RETURNING requests
+    WITH free AS (
+        SELECT singleton FROM dispatcher WHERE holder = $1 FOR NO KEY UPDATE SKIP LOCKED
+    ),
+    renewed AS (
+        UPDATE dispatcher d
+        SET held_until = (now() AT TIME ZONE 'utc') + make_interval(secs => $2::float8)
+        FROM free WHERE d.singleton = free.singleton
+        RETURNING d.requests
     )
-    SELECT renewed.requests FROM (VALUES (1)) AS one LEFT JOIN renewed ON true";
+    SELECT d.requests, renewed.requests IS NOT NULL AS renewed,
+           EXISTS (SELECT 1 FROM notifications WHERE fanned_out_at IS NULL) AS waiting
+    FROM (VALUES (1)) AS one
+    LEFT JOIN dispatcher d ON d.holder = $1
+    LEFT JOIN renewed ON true";
 
-/// `$1` holder: the requests counted so far, without writing. NULL: the lease has passed to
-/// another.
+/// `$1` holder: as `RENEW_DISPATCH`, without writing.
 const DISPATCH_REQUESTS: &str = "
-    SELECT d.requests FROM (VALUES (1)) AS one LEFT JOIN dispatcher d ON d.holder = $1";
+    SELECT d.requests, false AS renewed,
+           EXISTS (SELECT 1 FROM notifications WHERE fanned_out_at IS NULL) AS waiting
+    FROM (VALUES (1)) AS one LEFT JOIN dispatcher d ON d.holder = $1";
 
-/// `$1` holder, `$2` the requests counted when it last looked (NULL: give up regardless).
+/// `$1` holder: the first statement of a release, in its transaction. Locks the dispatcher row
+/// unless a write holds it `FOR SHARE` (event-fn/src/store.rs: a write that found the lease held
+/// and has not committed yet, so its notification is not visible): then `locked` is false, and
+/// the holder looks again a little later rather than wait (share locks do not queue behind a
+/// waiting `FOR UPDATE`, so under a steady stream of writes a wait could last long). Once it
+/// holds the lock, a write that comes waits for the release to commit, then re-checks the row.
+const LOCK_DISPATCHER: &str = "
+    SELECT locked.holder IS NOT NULL AS locked
+    FROM (VALUES (1)) AS one
+    LEFT JOIN (SELECT holder FROM dispatcher WHERE holder = $1 FOR UPDATE SKIP LOCKED) AS locked
+        ON true";
+
+/// `$1` holder, `$2` the requests counted when it last looked (NULL: give up regardless). With
+/// `$2`, it runs after `LOCK_DISPATCHER`, as a statement of its own so that it reads a snapshot
+/// taken once every write that saw the lease held has committed: it gives the lease up only if
+/// none of their notifications (nor any other) waits to be fanned out and no hand-off or
+/// periodic trigger was counted since the last look.
 const RELEASE_DISPATCH: &str = "
     UPDATE dispatcher SET holder = NULL, held_until = '-infinity'
-    WHERE holder = $1 AND ($2::int8 IS NULL OR requests = $2::int8)";
+    WHERE holder = $1 AND ($2::int8 IS NULL OR (requests = $2::int8
+        AND NOT EXISTS (SELECT 1 FROM notifications WHERE fanned_out_at IS NULL)))";
 
 /// `$1` how many, `$2` lease in seconds, `$3` attempts in flight per subscription, `$4` the
 /// retry schedule in milliseconds.
@@ -436,6 +469,27 @@ pub enum Recorded {
     Refused,
 }
 
+/// What the holder of the dispatcher lease finds when it looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseState {
+    /// Dispatch requests counted so far (hand-offs, the periodic trigger).
+    pub requests: i64,
+    /// Notifications wait to be fanned out.
+    pub waiting: bool,
+    /// The lease was extended (`renew_dispatch` could lock the row at once).
+    pub renewed: bool,
+}
+
+/// What became of an attempt to give the dispatcher lease up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    Released,
+    /// Kept: something waits to be fanned out, or a request was counted since the last look.
+    Kept,
+    /// Kept: a write that found the lease held has not committed yet.
+    Busy,
+}
+
 /// One request's connection.
 pub struct Store(Connection);
 
@@ -583,30 +637,58 @@ impl Store {
         Ok(row.get::<bool>("holding")?.then_some(requests))
     }
 
-    /// Extends `holder`'s lease by `lease`: the requests counted so far, or `None` when the
-    /// lease has passed to another dispatcher.
-    pub fn renew_dispatch(&self, holder: &str, lease: Duration) -> Result<Option<i64>, Unavailable> {
+    /// Extends `holder`'s lease by `lease` unless a write holds the row: what it finds, or
+    /// `None` when the lease has passed to another dispatcher.
+    pub fn renew_dispatch(&self, holder: &str, lease: Duration) -> Result<Option<LeaseState>, Unavailable> {
         let result = self.0.query(
             RENEW_DISPATCH,
             &[holder.to_owned().into(), lease.as_secs_f64().into()],
         )?;
-        Rows::of(&result).one()?.get("requests")
+        lease_state(Rows::of(&result).one()?)
     }
 
-    /// The requests counted so far while `holder` holds the lease (`None`: it passed to
-    /// another), without writing.
-    pub fn dispatch_requests(&self, holder: &str) -> Result<Option<i64>, Unavailable> {
+    /// As `renew_dispatch`, without writing.
+    pub fn dispatch_requests(&self, holder: &str) -> Result<Option<LeaseState>, Unavailable> {
         let result = self.0.query(DISPATCH_REQUESTS, &[holder.to_owned().into()])?;
-        Rows::of(&result).one()?.get("requests")
+        lease_state(Rows::of(&result).one()?)
     }
 
-    /// Gives the lease up if no request was counted since `requests` (any, when `None`):
-    /// whether it was given up.
-    pub fn release_dispatch(&self, holder: &str, requests: Option<i64>) -> Result<bool, Unavailable> {
-        let released = self
+    /// Gives the lease up regardless (the dispatch ends early: `MAX_DISPATCH`, an error).
+    pub fn abandon_dispatch(&self, holder: &str) -> Result<(), Unavailable> {
+        self.0
+            .execute(RELEASE_DISPATCH, &[holder.to_owned().into(), None::<i64>.into()])?;
+        Ok(())
+    }
+
+    /// Gives the lease up if nothing waits to be fanned out and no request was counted since
+    /// `requests`: in one transaction, first the row lock (`LOCK_DISPATCHER`), then the
+    /// release (`RELEASE_DISPATCH`). Spin's pool hands this session to the next request, so it
+    /// never stays in the transaction: committed, or rolled back on any error.
+    pub fn release_dispatch(&self, holder: &str, requests: i64) -> Result<Release, Unavailable> {
+        self.0.execute("BEGIN", &[])?;
+        let release = self.try_release(holder, requests);
+        let end = self
             .0
-            .execute(RELEASE_DISPATCH, &[holder.to_owned().into(), requests.into()])?;
-        Ok(released == 1)
+            .execute(if release.is_ok() { "COMMIT" } else { "ROLLBACK" }, &[]);
+        let release = release?;
+        end?;
+        Ok(release)
+    }
+
+    fn try_release(&self, holder: &str, requests: i64) -> Result<Release, Unavailable> {
+        let result = self.0.query(LOCK_DISPATCHER, &[holder.to_owned().into()])?;
+        if !Rows::of(&result).one()?.get::<bool>("locked")? {
+            return Ok(Release::Busy);
+        }
+        let released = self.0.execute(
+            RELEASE_DISPATCH,
+            &[holder.to_owned().into(), Some(requests).into()],
+        )?;
+        Ok(if released == 1 {
+            Release::Released
+        } else {
+            Release::Kept
+        })
     }
 
     /// Claims up to `limit` due deliveries for one attempt each, leased for `lease`, at most
@@ -720,6 +802,19 @@ fn subscription(row: Row<'_>) -> Result<Subscription, Unavailable> {
 }
 
 /// A notification from a row with its columns (`id`, `type`, `status`, ... `event_updated_at`).
+/// A `RENEW_DISPATCH` or `DISPATCH_REQUESTS` row; `None` when the lease has passed to another.
+fn lease_state(row: Row<'_>) -> Result<Option<LeaseState>, Unavailable> {
+    row.get::<Option<i64>>("requests")?
+        .map(|requests| {
+            Ok(LeaseState {
+                requests,
+                waiting: row.get("waiting")?,
+                renewed: row.get("renewed")?,
+            })
+        })
+        .transpose()
+}
+
 fn notification(row: Row<'_>) -> Result<Notification, Unavailable> {
     let event_id: i64 = row.get("event_id")?;
     let event = match row.get::<Option<String>>("title")? {

@@ -14,7 +14,7 @@ mod suite;
 
 pub use app::{App, NOTIFY_TOKEN, TOKEN, app_options, assert_problem, database_name};
 pub use devhost::{Devhost, DevhostOptions, HttpResponse};
-pub use postgres::{Postgres, Role};
+pub use postgres::{Postgres, Role, Session};
 pub use runtime::{Runtime, devhost_binary};
 pub use stub::{Answer, Framing, Received, StubServer, WebhookReceiver};
 pub use suite::{Test, TestResult, postgres, registered, run};

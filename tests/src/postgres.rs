@@ -3,9 +3,10 @@
 //! migrated as the migration role, as every deployment does. Authentication is `trust` on
 //! loopback, so a URL names a role and no password.
 
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -254,6 +255,28 @@ impl Postgres {
         Ok(String::from_utf8(output.stdout)?.trim().to_owned())
     }
 
+    /// An open psql session on `database` as the superuser, for a test that holds a lock or a
+    /// transaction while the app runs.
+    pub fn session(&self, database: &str) -> Result<Session> {
+        let mut child = Command::new(self.bindir.join("psql"))
+            .arg(self.url(database))
+            .args([
+                "--no-psqlrc",
+                "--quiet",
+                "--tuples-only",
+                "--no-align",
+                "-v",
+                "ON_ERROR_STOP=1",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let stdin = child.stdin.take().context("psql's stdin")?;
+        let stdout = BufReader::new(child.stdout.take().context("psql's stdout")?);
+        Ok(Session { child, stdin, stdout })
+    }
+
     /// Runs `sql/bootstrap.sql` on `database` as the superuser: the migration role, owning it.
     pub fn bootstrap(&self, database: &str) -> Result<String> {
         let root = crate::workspace_root();
@@ -383,4 +406,43 @@ fn path_with(dir: &Path) -> std::ffi::OsString {
         paths.extend(std::env::split_paths(&path));
     }
     std::env::join_paths(paths).unwrap_or_default()
+}
+
+/// A psql session kept open (`Postgres::session`): a transaction begun in it stays open, with
+/// its locks, until the test commits it or drops the session.
+pub struct Session {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Session {
+    /// Runs `sql` and returns its output once psql has run all of it.
+    pub fn run(&mut self, sql: &str) -> Result<String> {
+        const DONE: &str = "-- session: done --";
+        writeln!(self.stdin, "{sql}\nSELECT '{DONE}';")?;
+        self.stdin.flush()?;
+        let mut output = String::new();
+        loop {
+            let mut line = String::new();
+            if self.stdout.read_line(&mut line)? == 0 {
+                let mut error = String::new();
+                if let Some(stderr) = self.child.stderr.as_mut() {
+                    stderr.read_to_string(&mut error)?;
+                }
+                bail!("psql ended running {sql:?}: {error}");
+            }
+            if line.trim() == DONE {
+                return Ok(output.trim().to_owned());
+            }
+            output.push_str(&line);
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -11,6 +11,7 @@ mod contract;
 mod delivery;
 mod devhost;
 mod events;
+mod handoff;
 mod harness;
 mod notify;
 mod receivers;

@@ -52,6 +52,34 @@ fn event_fn_cannot_read_the_notification_side() -> TestResult {
     Ok(())
 }
 
+/// A write reads whether the dispatcher lease is held and share-locks its row while it is
+/// (sql/008_write_lease.sql): event-fn may do that, and change nothing of the lease.
+#[e2e::test]
+fn event_fn_may_share_lock_the_lease_but_not_change_it() -> TestResult {
+    let database = fresh_database()?;
+    let held = postgres().psql_as(
+        Role::EventFn,
+        &database,
+        "SELECT holder IS NULL AND held_until < now() FROM dispatcher FOR SHARE",
+    )?;
+    ensure!(held == "t", "{held}");
+    for sql in [
+        "SELECT requests FROM dispatcher",
+        "UPDATE dispatcher SET held_until = 'infinity'",
+        "UPDATE dispatcher SET requests = 0",
+        "INSERT INTO dispatcher (singleton) VALUES (true)",
+        "DELETE FROM dispatcher",
+    ] {
+        refused(
+            Role::EventFn,
+            &database,
+            sql,
+            "permission denied for table dispatcher",
+        )?;
+    }
+    Ok(())
+}
+
 #[e2e::test]
 fn notify_fn_cannot_read_or_change_events() -> TestResult {
     let database = fresh_database()?;
