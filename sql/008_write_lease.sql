@@ -7,3 +7,6 @@
 -- least one of its columns: the narrowest is `singleton`, whose only allowed value is the one it
 -- has (PRIMARY KEY, CHECK (singleton)), so the grant lets event_fn change nothing of the lease.
 GRANT SELECT (holder, held_until), UPDATE (singleton) ON dispatcher TO event_fn;
+-- The release that waits for those writes is the one transaction a function opens (two
+-- statements; 004_roles.sql's note that none does predates it): idle_in_transaction_session_timeout
+-- still only ends leaked sessions.

@@ -34,6 +34,8 @@ class Settings:
     events: int
     scale_events: int
     out_dir: Path
+    # Only these scenarios (and no isolation); None: everything.
+    scenarios: list[str] | None = None
 
 
 class Run:
@@ -90,24 +92,31 @@ class Run:
         with self.start_app(dbs.app) as app:
             # At light load, before the load runs leave a backlog of deliveries behind.
             self.measure_notifications(app.base_url)
-            self.load("app", app, MIX, dbs.app)
-        self.measure_isolation()
+            self.load("app", app, self.chosen(MIX), dbs.app)
+        if self.settings.scenarios is None:
+            self.measure_isolation()
         with self.start_floor(dbs.floor) as floor:
-            self.load("floor", floor, MIX, dbs.floor)
+            self.load("floor", floor, self.chosen(MIX), dbs.floor)
         with start_native(self.event_fn_url(dbs.native), self.token, False, self.workdir) as native:
-            self.load("native", native, NATIVE_MIX, dbs.native)
-        if not self.settings.smoke:
+            self.load("native", native, self.chosen(NATIVE_MIX), dbs.native)
+        if not self.settings.smoke and self.chosen(NATIVE_SPINPOOL):
             # Spin's pool policy on native splits the app's distance to native into the pool
             # policy's share and the rest (WebAssembly, an instance per request).
             with start_native(self.event_fn_url(dbs.native), self.token, True, self.workdir) as native:
-                self.load("native-spinpool", native, NATIVE_SPINPOOL, dbs.native)
+                self.load("native-spinpool", native, self.chosen(NATIVE_SPINPOOL), dbs.native)
+        if not self.chosen(SCALE):
+            return
         with self.start_app(dbs.scale) as app:
             self.find_deep_page(app.base_url, dbs.scale)
-            self.load("app", app, SCALE, dbs.scale)
+            self.load("app", app, self.chosen(SCALE), dbs.scale)
         with self.start_floor(dbs.scale) as floor:
-            self.load("floor", floor, SCALE, dbs.scale)
+            self.load("floor", floor, self.chosen(SCALE), dbs.scale)
         with start_native(self.event_fn_url(dbs.scale), self.token, False, self.workdir) as native:
-            self.load("native", native, SCALE, dbs.scale)
+            self.load("native", native, self.chosen(SCALE), dbs.scale)
+
+    def chosen(self, names: list[str]) -> list[str]:
+        """The scenarios of `names` that `--scenarios` selects (all without it)."""
+        return [name for name in names if self.settings.scenarios is None or name in self.settings.scenarios]
 
     def external(self, base_url: str) -> None:
         """A running deployment: seeded through its API, no SQL access, nothing else started."""
@@ -116,7 +125,7 @@ class Run:
             raise SystemExit(f"{base_url}/events answered {status}: check --base-url and --token")
         self.write_ids(seed.through_api(base_url, self.token, self.settings.events))
         self.measure_notifications(base_url)
-        for name in MIX:
+        for name in self.chosen(MIX):
             self.run_scenario("app", None, base_url, SCENARIOS[name], None)
         for name, why in (("cold_start", "needs the bench to start the app"),
                           ("floor", "needs the bench to start the floor beside the app"),

@@ -15,6 +15,16 @@ use anyhow::{Context, Result, bail};
 
 const TEMPLATE: &str = "app_template";
 
+/// psql as the harness runs it: no psqlrc, bare unaligned output, stop at the first error.
+const PSQL_OPTIONS: [&str; 6] = [
+    "--no-psqlrc",
+    "--quiet",
+    "--tuples-only",
+    "--no-align",
+    "-v",
+    "ON_ERROR_STOP=1",
+];
+
 /// The roles the harness connects as (README.md, "Database roles").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -238,16 +248,8 @@ impl Postgres {
     pub fn psql_as(&self, role: Role, database: &str, sql: &str) -> Result<String> {
         let output = Command::new(self.bindir.join("psql"))
             .arg(self.url_as(role, database))
-            .args([
-                "--no-psqlrc",
-                "--quiet",
-                "--tuples-only",
-                "--no-align",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                sql,
-            ])
+            .args(PSQL_OPTIONS)
+            .args(["-c", sql])
             .output()?;
         if !output.status.success() {
             bail!("psql {sql:?} failed: {}", String::from_utf8_lossy(&output.stderr));
@@ -260,14 +262,7 @@ impl Postgres {
     pub fn session(&self, database: &str) -> Result<Session> {
         let mut child = Command::new(self.bindir.join("psql"))
             .arg(self.url(database))
-            .args([
-                "--no-psqlrc",
-                "--quiet",
-                "--tuples-only",
-                "--no-align",
-                "-v",
-                "ON_ERROR_STOP=1",
-            ])
+            .args(PSQL_OPTIONS)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -101,6 +101,18 @@ fn waiting(app: &App, role: Role) -> Result<i64> {
         .parse()?)
 }
 
+/// The app with a subscribed receiver, and the lease given to `holder` until now `until` (an
+/// interval added or taken away: in the past, a holder that vanished).
+fn app_with_lease_held(holder: &str, until: &str) -> Result<(App, WebhookReceiver)> {
+    let app = App::start()?;
+    let receiver = WebhookReceiver::start();
+    app.subscribe(&receiver, None)?;
+    app.sql(&format!(
+        "UPDATE dispatcher SET holder = '{holder}', held_until = (now() AT TIME ZONE 'utc') {until}"
+    ))?;
+    Ok((app, receiver))
+}
+
 /// Whether the receiver got a notification of an event titled `title`.
 fn got(received: &[Received], title: &str) -> bool {
     received.iter().any(|r| r.json()["data"]["title"] == title)
@@ -110,10 +122,7 @@ fn got(received: &[Received], title: &str) -> bool {
 /// dispatcher and hands off, and that hand-off's dispatch delivers it.
 #[e2e::test]
 fn a_write_after_the_lease_expired_hands_off() -> TestResult {
-    let app = App::start()?;
-    let receiver = WebhookReceiver::start();
-    app.subscribe(&receiver, None)?;
-    app.sql("UPDATE dispatcher SET holder = 'crashed', held_until = (now() AT TIME ZONE 'utc') - interval '1 second'")?;
+    let (app, receiver) = app_with_lease_held("crashed", "- interval '1 second'")?;
     app.create("After the crash", "2024-11-15")?;
     let received = receiver.wait_for(10, |r| got(r, "After the crash"))?;
     ensure!(received.iter().all(|r| r.signature_valid));
@@ -209,10 +218,7 @@ fn a_release_waits_for_a_write_that_saw_the_lease() -> TestResult {
 /// commits; the write is the real event-fn.
 #[e2e::test]
 fn a_write_during_a_release_hands_off() -> TestResult {
-    let app = App::start()?;
-    let receiver = WebhookReceiver::start();
-    app.subscribe(&receiver, None)?;
-    app.sql("UPDATE dispatcher SET holder = 'releasing', held_until = (now() AT TIME ZONE 'utc') + interval '1 hour'")?;
+    let (app, receiver) = app_with_lease_held("releasing", "+ interval '1 hour'")?;
     let requests_before: i64 = app.sql("SELECT requests FROM dispatcher")?.parse()?;
     let mut session = postgres().session(&app.database)?;
     session.run(
