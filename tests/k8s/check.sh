@@ -19,7 +19,8 @@ crds=${K8S_CRDS:-$(cd "$top/.." && pwd)/shared/k8s-crds}
 
 fail() { echo "$1" >&2; echo "0 passed, 1 failed"; exit 1; }
 command -v kubectl >/dev/null || fail "kubectl is needed (kubectl kustomize)"
-[ -d "$crds" ] || fail "SpinKube CRDs not found at $crds (set K8S_CRDS)"
+[ -d "$crds" ] || fail "SpinKube CRDs not found at $crds: set K8S_CRDS to a directory holding \
+core.spinkube.dev_spinapps.yaml and core.spinkube.dev_spinappexecutors.yaml (spin-operator v0.6.1)"
 
 # The pinned checker dependencies, in a venv under the git-ignored target/.
 venv=$repo/target/k8s-venv

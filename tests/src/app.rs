@@ -203,8 +203,11 @@ pub fn app_options(db_url: &str, db_port: u16) -> DevhostOptions {
         .variable("notify_token", NOTIFY_TOKEN)
         .variable("allow_private_webhooks", "true")
         .variable("delivery_schedule", "150ms,150ms")
-        .variable("delivery_timeout_ms", "1000")
+        .variable("delivery_timeout_ms", &DELIVERY_TIMEOUT_MS.to_string())
 }
+
+/// The test app's attempt timeout: how long a receiver that never answers holds an attempt.
+pub const DELIVERY_TIMEOUT_MS: u64 = 1000;
 
 /// Asserts an RFC 9457 problem with `status` whose `errors` name exactly `fields`.
 pub fn assert_problem(response: &HttpResponse, status: u16, fields: &[&str]) -> Result<Value> {
