@@ -295,9 +295,17 @@ fn two_dispatchers_never_send_an_attempt_twice() -> TestResult {
                 let _ = dispatchers[0].sql("UPDATE dispatcher SET held_until = '-infinity'");
             }
         });
+        // Each of them asks again as soon as its dispatch ends, as the periodic trigger would:
+        // a dispatch whose lease was taken over finishes its attempts and stops, so without a
+        // next request the deliveries left would wait for one that never comes.
         for dispatcher in &dispatchers {
             for _ in 0..4 {
-                scope.spawn(move || dispatcher.dispatch());
+                let expiring = &expiring;
+                scope.spawn(move || {
+                    while expiring.load(std::sync::atomic::Ordering::Relaxed) {
+                        let _ = dispatcher.dispatch();
+                    }
+                });
             }
         }
         let received = receiver.wait_for(20, |r| r.len() >= 40);
