@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .common import BENCH
 from .run import Run, Settings
-from .scenarios import SCENARIOS
+from .scenarios import ISOLATION, SCENARIOS
 
 
 ABOUT = """Loads the app and the floor (the smallest component doing the same queries) on devhost or
@@ -34,7 +34,7 @@ def parse(argv: list[str] | None = None) -> Settings:
     parser.add_argument("--events", type=int, help="events seeded for the request mixes (10000; smoke 1000)")
     parser.add_argument("--scale-events", type=int, help="events in the scale database (1000000; smoke 20000)")
     parser.add_argument("--scenarios", type=lambda s: s.split(","),
-                        help="comma-separated scenarios to run (all; see bench/README.md), without isolation")
+                        help="comma-separated scenarios to run (all; see bench/README.md); isolation only when named")
     parser.add_argument("--out-dir", type=Path, default=BENCH / "results",
                         help="where latest.{json,md,png} go (bench/results; smoke: latest-smoke.*)")
     args = parser.parse_args(argv)
@@ -42,9 +42,9 @@ def parse(argv: list[str] | None = None) -> Settings:
         parser.error("--base-url needs an http:// or https:// URL")
     if args.base_url and not args.token:
         parser.error("--base-url needs --token")
-    unknown = sorted(set(args.scenarios or []) - set(SCENARIOS))
+    unknown = sorted(set(args.scenarios or []) - set(SCENARIOS) - {ISOLATION})
     if unknown:
-        parser.error(f"unknown scenarios {unknown}: choose among {', '.join(SCENARIOS)}")
+        parser.error(f"unknown scenarios {unknown}: choose among {', '.join([*SCENARIOS, ISOLATION])}")
     if args.base_url and args.runtime:
         parser.error("--runtime starts the app; --base-url drives one already running: give one of them")
     smoke = args.smoke

@@ -17,7 +17,7 @@ from .client import http_request
 from .common import log
 from .postgres import EVENT_FN_ROLE, NOTIFY_FN_ROLE, Postgres
 from .receiver import Receiver
-from .scenarios import MIX, NATIVE_MIX, NATIVE_SPINPOOL, SCALE, SCENARIOS, Scenario
+from .scenarios import ISOLATION, MIX, NATIVE_MIX, NATIVE_SPINPOOL, SCALE, SCENARIOS, Scenario
 from .servers import APP_MANIFEST, FLOOR_MANIFEST, Runtime, Server, start_native, wasm_sizes
 
 
@@ -34,7 +34,7 @@ class Settings:
     events: int
     scale_events: int
     out_dir: Path
-    # Only these scenarios (and no isolation); None: everything.
+    # Only these scenarios (isolation among them only when named); None: everything.
     scenarios: list[str] | None = None
 
 
@@ -93,7 +93,7 @@ class Run:
             # At light load, before the load runs leave a backlog of deliveries behind.
             self.measure_notifications(app.base_url)
             self.load("app", app, self.chosen(MIX), dbs.app)
-        if self.settings.scenarios is None:
+        if self.settings.scenarios is None or ISOLATION in self.settings.scenarios:
             self.measure_isolation()
         with self.start_floor(dbs.floor) as floor:
             self.load("floor", floor, self.chosen(MIX), dbs.floor)

@@ -59,3 +59,7 @@ SCALE = [name for name, s in SCENARIOS.items() if s.database == "scale"]
 NATIVE_MIX = [name for name in MIX if SCENARIOS[name].native == name]
 # Native with Spin's pool policy (full runs): a read and a write are enough to split the cost.
 NATIVE_SPINPOOL = ["get_by_id", "post"]
+
+# Not a load scenario: "one bad endpoint among N" (bench/driver/isolation.py), run on an app of
+# its own; `--scenarios isolation` runs it (alone or with others).
+ISOLATION = "isolation"

@@ -30,9 +30,10 @@ def count(postgres: Postgres, database: str, requests: int) -> dict:
     rows = postgres.statements(database)
     pool = sum(calls for query, calls in rows if query.strip().rstrip(";") in POOL_CLEANUP)
     app = sum(calls for query, calls in rows if query.strip().rstrip(";") not in POOL_CLEANUP)
-    # event-fn's statements are those on the events table: notify-fn never reads it (a
-    # notification carries the event as it was). The floor's are all on it.
-    event_fn = sum(calls for query, calls in rows if re.search(r"\bevents\b", query))
+    # event-fn's statements are those on the events table or calling its write functions
+    # (sql/009_write_functions.sql): notify-fn never reads it (a notification carries the event
+    # as it was). The floor's are all on it.
+    event_fn = sum(calls for query, calls in rows if re.search(r"\bevents\b|\b(create|update|delete)_event\(", query))
     top = sorted(rows, key=lambda r: -r[1])[:25]
     per_request = (lambda n: round(n / requests, 3)) if requests else (lambda n: None)
     return {

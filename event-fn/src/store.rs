@@ -66,13 +66,9 @@ pub enum CreateOutcome {
 // Every statement returns at least one row (Spin 4.0.0-4.0.2 never returns from a query that
 // returns none): a look-up anchors on a one-row source, so "nothing" is a row of NULLs.
 //
-// Each write also reads the dispatcher lease (`lease`, the `dispatching` column): the row is
-// locked `FOR SHARE` when the lease is live, so the write holds a share lock until it commits.
-// Share locks do not block each other (writes never wait on one another there), but notify-fn's
-// release takes `FOR UPDATE` and so waits for every such write; a write that comes while a
-// release holds that lock waits for it and, being a locking read in READ COMMITTED, re-checks
-// the row's newest version: it then finds the lease released and hands off. The lease is joined
-// first (outermost), so a write holds the lock from before it touches any event row.
+// Each write also reads the dispatcher lease (the `dispatching` column) and, while it is live,
+// holds a share lock on it until the write commits: notify-fn's release waits for such writes
+// (sql/009_write_functions.sql says how).
 
 /// `$1` id.
 const GET_EVENT: &str = "
@@ -100,131 +96,28 @@ const LIST_EVENTS: &str = "
     ) AS page ON true
     ORDER BY page.date, page.id";
 
+// The writes call functions of sql/009_write_functions.sql (one statement each, planned once per
+// pooled connection instead of on every request), where what each returns is documented.
+
 /// `$1` title, `$2` description, `$3` date, `$4` idempotency key (or NULL), `$5` the request's
 /// fingerprint, `$6` the notification's type, `$7`-`$10` start time, end time, time zone, end
-/// date (each NULL: none). The key claim, the insert, its notification (the
-/// outbox) and the replay look-up are one statement, so concurrent retries create one event.
-/// The first row: the new event (`first_request` NULL), or the key's first use; all NULL when
-/// a concurrent first use of the key is not visible yet; `dispatching` beside it.
+/// date (each NULL: none).
 const CREATE_EVENT: &str = "
-    WITH lease AS (
-        SELECT true AS held FROM dispatcher
-        WHERE holder IS NOT NULL AND held_until >= (now() AT TIME ZONE 'utc')
-        FOR SHARE
-    ),
-    fresh AS (
-        SELECT nextval(pg_get_serial_sequence('events', 'id')) AS id,
-               (now() AT TIME ZONE 'utc') AS at
-    ),
-    claim AS (
-        INSERT INTO idempotency_keys (key, request, event_id, created_at)
-        SELECT $4::text, $5::text, fresh.id, fresh.at FROM fresh WHERE $4::text IS NOT NULL
-        ON CONFLICT (key) DO UPDATE
-            SET request = EXCLUDED.request, event_id = EXCLUDED.event_id, created_at = EXCLUDED.created_at
-            WHERE idempotency_keys.created_at < EXCLUDED.created_at - interval '24 hours'
-        RETURNING key
-    ),
-    inserted AS (
-        INSERT INTO events (id, title, description, date, start_time, end_time, time_zone,
-                            end_date, created_at, updated_at)
-        OVERRIDING SYSTEM VALUE
-        SELECT fresh.id, $1::text, $2::text, $3::date, $7::time, $8::time, $9::text, $10::date,
-               fresh.at, fresh.at
-        FROM fresh
-        WHERE $4::text IS NULL OR EXISTS (SELECT 1 FROM claim)
-        RETURNING id, title, description, date, start_time, end_time, time_zone, end_date,
-                  created_at, updated_at
-    ),
-    outbox AS (
-        INSERT INTO notifications (type, event_id, title, description, date, start_time,
-                                   end_time, time_zone, end_date, event_created_at,
-                                   event_updated_at)
-        SELECT $6::text, id, title, description, date, start_time, end_time, time_zone,
-               end_date, created_at, updated_at
-        FROM inserted
-    ),
-    outcome AS (
-        SELECT id, created_at, NULL::text AS first_request FROM inserted
-        UNION ALL
-        SELECT event_id, created_at, request FROM idempotency_keys
-        WHERE key = $4::text AND NOT EXISTS (SELECT 1 FROM claim)
-    )
-    SELECT outcome.id, outcome.created_at, outcome.first_request,
-           lease.held IS NOT NULL AS dispatching
-    FROM (VALUES (1)) AS one
-    LEFT JOIN lease ON true
-    LEFT JOIN outcome ON true";
+    SELECT id, created_at, first_request, dispatching
+    FROM create_event($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
 /// `$1` id, `$2` the versions `If-Match` allows (NULL: any), `$3` title (NULL: keep),
 /// `$4` whether to set the description to `$5`, `$6` date (NULL: keep), `$7` the
 /// notification's type, `$8` whether to set the time fields to `$9`-`$12` (start time, end
-/// time, time zone, end date). A merge in the database, so a patch of the title or the
-/// description needs no prior read; a replacement is the patch that sets every field. `found` false: no such event; `id` NULL
-/// beside it: `If-Match` named another version; `dispatching` beside it.
+/// time, time zone, end date).
 const UPDATE_EVENT: &str = "
-    WITH lease AS (
-        SELECT true AS held FROM dispatcher
-        WHERE holder IS NOT NULL AND held_until >= (now() AT TIME ZONE 'utc')
-        FOR SHARE
-    ),
-    target AS (SELECT id FROM events WHERE id = $1),
-    updated AS (
-        UPDATE events SET title = COALESCE($3::text, title),
-            description = CASE WHEN $4::bool THEN $5::text ELSE description END,
-            date = COALESCE($6::date, date),
-            start_time = CASE WHEN $8::bool THEN $9::time ELSE start_time END,
-            end_time = CASE WHEN $8::bool THEN $10::time ELSE end_time END,
-            time_zone = CASE WHEN $8::bool THEN $11::text ELSE time_zone END,
-            end_date = CASE WHEN $8::bool THEN $12::date ELSE end_date END,
-            version = version + 1,
-            updated_at = (now() AT TIME ZONE 'utc')
-        WHERE id = $1 AND ($2::int8[] IS NULL OR version = ANY($2::int8[]))
-        RETURNING id, title, description, date, start_time, end_time, time_zone, end_date,
-                  created_at, updated_at, version
-    ),
-    outbox AS (
-        INSERT INTO notifications (type, event_id, title, description, date, start_time,
-                                   end_time, time_zone, end_date, event_created_at,
-                                   event_updated_at)
-        SELECT $7::text, id, title, description, date, start_time, end_time, time_zone,
-               end_date, created_at, updated_at
-        FROM updated
-    )
-    SELECT EXISTS (SELECT 1 FROM target) AS found, updated.id, updated.title,
-           updated.description, updated.date, updated.start_time, updated.end_time,
-           updated.time_zone, updated.end_date, updated.created_at, updated.updated_at,
-           updated.version, lease.held IS NOT NULL AS dispatching
-    FROM (VALUES (1)) AS one
-    LEFT JOIN lease ON true
-    LEFT JOIN updated ON true";
+    SELECT found, id, title, description, date, start_time, end_time, time_zone, end_date,
+           created_at, updated_at, version, dispatching
+    FROM update_event($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 
-/// `$1` id, `$2` the versions `If-Match` allows (NULL: any), `$3` the notification's type;
-/// `dispatching` beside the outcome.
+/// `$1` id, `$2` the versions `If-Match` allows (NULL: any), `$3` the notification's type.
 const DELETE_EVENT: &str = "
-    WITH lease AS (
-        SELECT true AS held FROM dispatcher
-        WHERE holder IS NOT NULL AND held_until >= (now() AT TIME ZONE 'utc')
-        FOR SHARE
-    ),
-    target AS (SELECT id FROM events WHERE id = $1),
-    deleted AS (
-        DELETE FROM events
-        WHERE id = $1 AND ($2::int8[] IS NULL OR version = ANY($2::int8[]))
-        RETURNING id, title, description, date, start_time, end_time, time_zone, end_date,
-                  created_at, updated_at
-    ),
-    outbox AS (
-        INSERT INTO notifications (type, event_id, title, description, date, start_time,
-                                   end_time, time_zone, end_date, event_created_at,
-                                   event_updated_at)
-        SELECT $3::text, id, title, description, date, start_time, end_time, time_zone,
-               end_date, created_at, updated_at
-        FROM deleted
-    )
-    SELECT EXISTS (SELECT 1 FROM target) AS found, EXISTS (SELECT 1 FROM deleted) AS deleted,
-           lease.held IS NOT NULL AS dispatching
-    FROM (VALUES (1)) AS one
-    LEFT JOIN lease ON true";
+    SELECT found, deleted, dispatching FROM delete_event($1, $2, $3)";
 
 /// `$1` the secret's SHA-256 (hex), `$2` the title search as given, `$3` its ILIKE pattern,
 /// `$4` from, `$5` to (each NULL: none).

@@ -4,11 +4,12 @@
 //! subscription: see `store`), records each attempt the moment it ends, and meanwhile looks
 //! every `POLL` whether notifications wait to be fanned out or a hand-off asked for more. So a
 //! slow or dead endpoint holds only its own slots until its attempts time out, and never the
-//! others' deliveries.
+//! others' deliveries. With nothing left to do it lingers, looking every `POLL`, until it has
+//! found no work for `LINGER`: under a steady stream of writes the lease stays held.
 //!
 //! A write made while the lease is held does not hand off (event-fn reads the lease in the
 //! write's statement): the holder must see its notification. So the holder gives the lease up
-//! only when nothing is in flight, its last look found nothing more to do, and, in one
+//! only when nothing is in flight, it lingered, its last look found nothing more to do, and, in one
 //! transaction (`Store::release_dispatch`): no write that saw the lease held is still
 //! uncommitted (it holds the dispatcher row `FOR SHARE`), nothing waits to be fanned out, and no
 //! request was counted since that look. A write after that waits for the release and then hands
@@ -36,10 +37,16 @@ const FAN_OUT_BATCH: i64 = 100;
 /// Attempts one dispatch keeps in flight at most (each holds a connection and at most
 /// `MAX_KEPT_BODY` of an answer).
 const MAX_IN_FLIGHT: usize = 128;
-/// While attempts are in flight, how often the holder looks whether a hand-off counted a
-/// request (one indexed read of the dispatcher row): the most a new notification waits behind
-/// slow endpoints.
-const POLL: Duration = Duration::from_millis(10);
+/// While attempts are in flight or it lingers, how often the holder looks whether a
+/// notification waits or a hand-off counted a request (one read of the dispatcher row and of the
+/// partial index of notifications to fan out): the most a new notification waits for a running
+/// dispatcher, behind slow endpoints too.
+const POLL: Duration = Duration::from_millis(5);
+/// How long a holder with nothing to do keeps the lease, looking every `POLL`, before it gives
+/// it up. Under a steady stream of writes the lease then stays held, so the writes skip their
+/// hand-off (an outbound request and a notify-fn instance each); after the last write it costs
+/// `LINGER / POLL` looks.
+const LINGER: Duration = Duration::from_millis(100);
 /// While attempts are in flight, how often the holder claims again regardless (retries come
 /// due).
 const RECLAIM: Duration = Duration::from_secs(1);
@@ -110,6 +117,8 @@ struct Dispatcher<'a> {
     in_flight: FuturesUnordered<LocalBoxFuture<'a, Finished>>,
     wants: Wants,
     started: Instant,
+    /// When it last found work: fanned notifications out, claimed or finished an attempt.
+    last_busy: Instant,
     last_claim: Instant,
     last_renewal: Instant,
     next_poll: Instant,
@@ -128,6 +137,7 @@ impl<'a> Dispatcher<'a> {
             in_flight: FuturesUnordered::new(),
             wants: Wants::EVERYTHING,
             started: now,
+            last_busy: now,
             last_claim: now,
             last_renewal: now,
             next_poll: now + POLL,
@@ -158,6 +168,9 @@ impl<'a> Dispatcher<'a> {
         if self.wants.fan_out {
             let fanned = self.store.fan_out(FAN_OUT_BATCH)?;
             fanned.iter().for_each(log);
+            if !fanned.is_empty() {
+                self.last_busy = Instant::now();
+            }
             self.wants.fan_out = fanned.len() == FAN_OUT_BATCH as usize;
             self.wants.claim = true;
         }
@@ -172,6 +185,9 @@ impl<'a> Dispatcher<'a> {
             // All it could take: more may be due once slots free up.
             self.wants.claim = jobs.len() == free && free > 0;
             self.last_claim = Instant::now();
+            if !jobs.is_empty() {
+                self.last_busy = self.last_claim;
+            }
             let config = self.config;
             self.in_flight
                 .extend(jobs.into_iter().map(|job| attempt(job, config)));
@@ -179,9 +195,10 @@ impl<'a> Dispatcher<'a> {
         Ok(())
     }
 
-    /// Nothing in flight and nothing more to take: gives the lease up unless something waits
-    /// to be fanned out or a request was counted since the last look (then it looks again).
-    /// Whether the dispatch is done.
+    /// Nothing in flight and nothing more to take: lingers (looks again after `POLL`) while it
+    /// found work within `LINGER`; then gives the lease up unless something waits to be fanned
+    /// out or a request was counted since the last look (then it looks again). Whether the
+    /// dispatch is done.
     async fn idle(&mut self) -> Result<bool, Unavailable> {
         if !self.holding {
             return Ok(true);
@@ -189,6 +206,11 @@ impl<'a> Dispatcher<'a> {
         if !self.taking() {
             self.store.abandon_dispatch(self.holder)?;
             return Ok(true);
+        }
+        if self.last_busy.elapsed() < LINGER {
+            sleep(POLL).await;
+            self.poll()?;
+            return Ok(false);
         }
         match self.store.release_dispatch(self.holder, self.seen)? {
             Release::Released => return Ok(true),
@@ -234,6 +256,7 @@ impl<'a> Dispatcher<'a> {
             self.in_flight.next().await
         };
         if let Some(finished) = finished {
+            self.last_busy = Instant::now();
             self.record(finished)?;
             while let Some(Some(finished)) = self.in_flight.next().now_or_never() {
                 self.record(finished)?;
