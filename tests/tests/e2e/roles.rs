@@ -103,6 +103,25 @@ fn notify_fn_cannot_read_or_change_events() -> TestResult {
         "SELECT key, request FROM idempotency_keys",
         "permission denied for table idempotency_keys",
     )?;
+    // event-fn's writes (sql/009_write_functions.sql) are executable by event_fn alone.
+    for (function, arguments) in [
+        (
+            "create_event",
+            "'forged', NULL, '2024-01-01', NULL, 'r', 'event.created', NULL, NULL, NULL, NULL",
+        ),
+        (
+            "update_event",
+            "1, NULL, 'changed', false, NULL, NULL, 'event.updated', false, NULL, NULL, NULL, NULL",
+        ),
+        ("delete_event", "1, NULL, 'event.deleted'"),
+    ] {
+        refused(
+            Role::NotifyFn,
+            &database,
+            &format!("SELECT * FROM {function}({arguments})"),
+            &format!("permission denied for function {function}"),
+        )?;
+    }
     Ok(())
 }
 
