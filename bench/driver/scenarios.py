@@ -13,7 +13,7 @@ NO_MATCH = "no-event-has-this-title"
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    # wrk mode: get (GET /events/{random id}), list (GET path), post, patch (random ids), mix
+    # wrk mode: get (GET /events/{random id}), list (GET path), post, put and patch (random ids), mix
     # (80% get, 20% post).
     mode: str
     # The request path of list scenarios (list_deep_scale's is found at run time).
@@ -27,11 +27,11 @@ class Scenario:
 
     @property
     def writes(self) -> bool:
-        return self.mode in ("post", "patch", "mix")
+        return self.mode in ("post", "put", "patch", "mix")
 
     @property
     def shown_path(self) -> str:
-        return self.path or ("/events/{id}" if self.mode in ("get", "patch") else "/events")
+        return self.path or ("/events/{id}" if self.mode in ("get", "put", "patch") else "/events")
 
 
 SCENARIOS = {s.name: s for s in (
@@ -42,6 +42,9 @@ SCENARIOS = {s.name: s for s in (
     Scenario("post", "post", None, "mix", "post",
              "POST /events (app: one webhook subscriber when notify-fn offers subscriptions; floor and native: "
              "a plain insert)"),
+    Scenario("put", "put", None, "mix", "post",
+             "PUT /events/{id}, every field, random ids (floor: a plain update of every field; "
+             "native has no PUT: ratio to its plain insert)"),
     Scenario("patch", "patch", None, "mix", "post",
              "PATCH /events/{id}, merge patch of the title, random ids (floor: a plain update; "
              "native has no PATCH: ratio to its plain insert)"),

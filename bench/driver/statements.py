@@ -59,6 +59,9 @@ def sequential(postgres: Postgres, database: str, base_url: str, token: str, sce
             request = ("GET", path, None, "application/json")
         elif kind == "post":
             request = ("POST", "/events", {"title": f"Counted {i}", "date": "2025-05-05"}, "application/json")
+        elif kind == "put":
+            request = ("PUT", f"/events/{rng.choice(ids)}", {"title": f"Counted {i}", "date": "2025-05-05"},
+                       "application/json")
         else:
             request = ("PATCH", f"/events/{rng.choice(ids)}", {"title": f"Counted {i}"},
                        "application/merge-patch+json")

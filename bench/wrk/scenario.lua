@@ -1,7 +1,8 @@
 -- One benchmark scenario for wrk (Debian's wrk 4.1, LuaJIT). bench/driver/wrk.py runs it as
 --   wrk -tT -cC -dDs --latency -s bench/wrk/scenario.lua BASE_URL -- MODE TOKEN IDS_FILE [PATH]
--- MODE: get (GET /events/{random id}), list (GET PATH), post (POST /events), patch (PATCH
--- /events/{random id}, merge patch), mix (80% get, 20% post). Ids come from IDS_FILE, one a line.
+-- MODE: get (GET /events/{random id}), list (GET PATH), post (POST /events), put (PUT
+-- /events/{random id}, every field), patch (PATCH /events/{random id}, merge patch), mix (80%
+-- get, 20% post). Ids come from IDS_FILE, one a line.
 -- done() prints the summary as one JSON line prefixed with "WRK_JSON ".
 
 local threads = {}
@@ -50,6 +51,13 @@ local function post_request()
     return wrk.format("POST", "/events", json_headers, body)
 end
 
+local function put_request()
+    local body = string.format(
+        '{"title":"Replaced %d","description":"replaced by bench","date":"2025-%02d-%02d"}',
+        math.random(1000000), math.random(12), math.random(28))
+    return wrk.format("PUT", "/events/" .. ids[math.random(#ids)], json_headers, body)
+end
+
 local function patch_request()
     local body = string.format('{"title":"Patched %d"}', math.random(1000000))
     return wrk.format("PATCH", "/events/" .. ids[math.random(#ids)], patch_headers, body)
@@ -62,6 +70,8 @@ function request()
         return wrk.format("GET", path, auth)
     elseif mode == "post" then
         return post_request()
+    elseif mode == "put" then
+        return put_request()
     elseif mode == "patch" then
         return patch_request()
     elseif mode == "mix" then

@@ -7,6 +7,7 @@
 //!   GET   /events/{id}
 //!   GET   /events?limit=N&q=TEXT&cursor=C     (limit 50 by default; C as event-fn issues it)
 //!   POST  /events         {"title", "description"?, "date"}: a plain insert
+//!   PUT   /events/{id}    {"title", "description"?, "date"}: a plain update of every field
 //!   PATCH /events/{id}    {"title"?, "date"?}: a plain update
 //!
 //! No query returns zero rows: Spin 4.0.0-4.0.2 never answer one (spinframework/spin issue
@@ -58,6 +59,19 @@ const PATCH_EVENT: &str = "
     SELECT p.id, p.title, p.description, p.date, p.created_at, p.updated_at
     FROM (VALUES (1)) AS anchor (one)
     LEFT JOIN patched AS p ON true";
+
+/// Sets every field; a missing id is a row of NULLs.
+const REPLACE_EVENT: &str = "
+    WITH replaced AS (
+        UPDATE events
+        SET title = $2::text, description = $3::text, date = $4::date,
+            updated_at = (now() AT TIME ZONE 'utc'), version = version + 1
+        WHERE id = $1
+        RETURNING id, title, description, date, created_at, updated_at
+    )
+    SELECT r.id, r.title, r.description, r.date, r.created_at, r.updated_at
+    FROM (VALUES (1)) AS anchor (one)
+    LEFT JOIN replaced AS r ON true";
 
 const DEFAULT_LIMIT: i64 = 50;
 
@@ -126,6 +140,7 @@ fn route(request: &Request) -> Reply {
         .ok_or(Refusal::NotFound)?;
     match request.method() {
         Method::Get => get(id),
+        Method::Put => replace(id, &parse_body(request)?),
         Method::Patch => patch(id, &parse_body(request)?),
         _ => Err(Refusal::MethodNotAllowed),
     }
@@ -161,6 +176,19 @@ fn create(new: &NewEvent) -> Reply {
         ],
     )?;
     one_event(&rows, 201)
+}
+
+fn replace(id: i64, new: &NewEvent) -> Reply {
+    let rows = query(
+        REPLACE_EVENT,
+        &[
+            id.into(),
+            new.title.clone().into(),
+            new.description.clone().into(),
+            parse_date(&new.date)?.into(),
+        ],
+    )?;
+    one_event(&rows, 200)
 }
 
 fn patch(id: i64, patch: &EventPatch) -> Reply {
