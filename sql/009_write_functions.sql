@@ -20,8 +20,11 @@
 --   row's newest version: it then finds the lease released and hands off. The lease is joined
 --   first (outermost), so a write holds the lock from before it touches any event row.
 -- - SECURITY INVOKER (the default): a function runs with event_fn's privileges, nothing more.
--- Changing one of them is a new migration (CREATE OR REPLACE FUNCTION), applied before the
--- event-fn that needs it is deployed, as for any schema change.
+-- Changing one of them is a new migration, applied before the event-fn that needs it is
+-- deployed, as for any schema change: CREATE OR REPLACE FUNCTION if its parameters and result
+-- columns stay the same; otherwise DROP FUNCTION and CREATE FUNCTION, then the REVOKE and GRANT
+-- below again (CREATE OR REPLACE with other parameters would add a second function of the
+-- same name, executable by every role, and make the calls ambiguous).
 --
 -- Parameters are named p_<what>: PL/pgSQL would otherwise confuse them with columns of the same
 -- name; the result columns are OUT variables with column names, hence `use_column`.

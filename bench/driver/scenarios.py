@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # A title search no seeded or benchmark-created event matches (titles are "Event N", "Bench
-# event N", "Patched N", "Counted N", "Notified N"): the list comes back empty.
+# event N", "Patched N", "Replaced N", "Counted N", "Notified N"): the list comes back empty.
 NO_MATCH = "no-event-has-this-title"
 
 

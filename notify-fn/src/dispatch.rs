@@ -1,5 +1,6 @@
-//! Delivering what is due. One dispatch at a time holds the dispatcher lease; it first does the
-//! housekeeping (retention), then keeps a set of attempts in flight: it fans new notifications
+//! Delivering what is due. One dispatch at a time holds the dispatcher lease; it does the
+//! housekeeping (retention) first and every `HOUSEKEEPING_EVERY` while it takes work, and keeps
+//! a set of attempts in flight: it fans new notifications
 //! out, claims due deliveries as slots free up (round-robin across subscriptions, a few per
 //! subscription: see `store`), records each attempt the moment it ends, and meanwhile looks
 //! every `POLL` whether notifications wait to be fanned out or a hand-off asked for more. So a
@@ -14,7 +15,8 @@
 //! uncommitted (it holds the dispatcher row `FOR SHARE`), nothing waits to be fanned out, and no
 //! request was counted since that look. A write after that waits for the release and then hands
 //! off. So a committed change is never left without a dispatcher while one holds the lease.
-//! After `MAX_DISPATCH` it takes no new work and gives the lease up once its attempts end;
+//! After `MAX_DISPATCH` it takes no new work and gives the lease up at once, unconditionally,
+//! then only finishes its attempts (each under a delivery lease and fencing token of its own):
 //! the next write's hand-off, or the periodic trigger, goes on.
 
 use std::time::{Duration, Instant};
@@ -52,7 +54,10 @@ const LINGER: Duration = Duration::from_millis(100);
 const RECLAIM: Duration = Duration::from_secs(1);
 /// How long one dispatch takes new work.
 const MAX_DISPATCH: Duration = Duration::from_secs(120);
-/// Rows per housekeeping statement, and statements of each kind per dispatch.
+/// How often a dispatch that goes on (a steady stream of writes keeps one for `MAX_DISPATCH`)
+/// does its housekeeping again, so retention keeps pace with the writes.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(5);
+/// Rows per housekeeping statement, and statements of each kind per housekeeping.
 const HOUSEKEEPING_BATCH: i64 = 500;
 const HOUSEKEEPING_ROUNDS: usize = 4;
 
@@ -119,6 +124,7 @@ struct Dispatcher<'a> {
     started: Instant,
     /// When it last found work: fanned notifications out, claimed or finished an attempt.
     last_busy: Instant,
+    last_housekeeping: Instant,
     last_claim: Instant,
     last_renewal: Instant,
     next_poll: Instant,
@@ -138,6 +144,7 @@ impl<'a> Dispatcher<'a> {
             wants: Wants::EVERYTHING,
             started: now,
             last_busy: now,
+            last_housekeeping: now,
             last_claim: now,
             last_renewal: now,
             next_poll: now + POLL,
@@ -147,6 +154,15 @@ impl<'a> Dispatcher<'a> {
     async fn run(mut self) -> Result<(), Unavailable> {
         self.housekeeping()?;
         loop {
+            if self.holding && !self.taking() {
+                // MAX_DISPATCH: the writes from now on hand off, rather than leave their
+                // notifications to a holder that takes nothing new.
+                self.store.abandon_dispatch(self.holder)?;
+                self.holding = false;
+            }
+            if self.taking() && self.last_housekeeping.elapsed() >= HOUSEKEEPING_EVERY {
+                self.housekeeping()?;
+            }
             if self.taking() {
                 self.look()?;
             }
@@ -201,10 +217,6 @@ impl<'a> Dispatcher<'a> {
     /// dispatch is done.
     async fn idle(&mut self) -> Result<bool, Unavailable> {
         if !self.holding {
-            return Ok(true);
-        }
-        if !self.taking() {
-            self.store.abandon_dispatch(self.holder)?;
             return Ok(true);
         }
         if self.last_busy.elapsed() < LINGER {
@@ -314,8 +326,9 @@ impl<'a> Dispatcher<'a> {
     }
 
     /// Retention: deletes delivered notifications past `retention_days` and erases deleted
-    /// events' content, a bounded number of batches per dispatch.
-    fn housekeeping(&self) -> Result<(), Unavailable> {
+    /// events' content, a bounded number of batches each time.
+    fn housekeeping(&mut self) -> Result<(), Unavailable> {
+        self.last_housekeeping = Instant::now();
         for _ in 0..HOUSEKEEPING_ROUNDS {
             if self
                 .store

@@ -65,6 +65,7 @@ const REPLACE_EVENT: &str = "
     WITH replaced AS (
         UPDATE events
         SET title = $2::text, description = $3::text, date = $4::date,
+            start_time = NULL, end_time = NULL, time_zone = NULL, end_date = NULL,
             updated_at = (now() AT TIME ZONE 'utc'), version = version + 1
         WHERE id = $1
         RETURNING id, title, description, date, created_at, updated_at

@@ -718,6 +718,56 @@ fn retention_deletes_what_was_delivered_and_erases_deleted_events() -> TestResul
     Ok(())
 }
 
+/// A dispatch that goes on (here held by an attempt to an endpoint that never answers; in
+/// production by a steady stream of writes, for up to two minutes) does its housekeeping again
+/// every few seconds: a deleted event's content is erased while the same dispatch holds the
+/// lease, with no other dispatch asked for.
+#[e2e::test]
+fn housekeeping_keeps_pace_during_a_long_dispatch() -> TestResult {
+    let app = App::start_with(postgres(), |options| {
+        options.variable("delivery_timeout_ms", "12000")
+    })?;
+    let healthy = WebhookReceiver::start();
+    let silent = WebhookReceiver::answering(Answer::Silence);
+    app.subscribe(&healthy, None)?;
+    app.subscribe(&silent, Some(&["event.updated"]))?;
+    let kept = app.create("kept", "2024-11-15")?;
+    let patched = app.send(
+        "PATCH",
+        &format!("/events/{}", kept["id"]),
+        &[("content-type", "application/json")],
+        Some(&json!({ "title": "kept, patched" }).to_string()),
+    )?;
+    assert_eq!(patched.status, 200);
+    silent.wait_for(10, |r| r.len() == 1)?;
+    let holder = app.sql("SELECT coalesce(holder, '') FROM dispatcher")?;
+    ensure!(!holder.is_empty(), "no dispatch holds the lease");
+    let gone = app.create("gone", "2024-11-15")?;
+    assert_eq!(
+        app.send("DELETE", &format!("/events/{}", gone["id"]), &[], None)?
+            .status,
+        204
+    );
+    healthy.wait_for(10, |r| r.len() == 4)?;
+    let created_gone: i64 = app
+        .sql(&format!(
+            "SELECT id FROM notifications WHERE event_id = {} AND type = 'event.created'",
+            gone["id"]
+        ))?
+        .parse()?;
+    let erased = wait_for_resource(&app, &format!("/notifications/{created_gone}"), 10, |n| {
+        n["data"].is_null()
+    })?;
+    assert_eq!(erased["status"], "delivered");
+    assert_eq!(
+        app.sql("SELECT coalesce(holder, '') FROM dispatcher")?,
+        holder,
+        "another dispatch erased it"
+    );
+    assert_eq!(silent.received().len(), 1);
+    Ok(())
+}
+
 /// Deleting a subscription while a dispatch has attempts to it in flight drops its
 /// deliveries, pending ones included, leaves its notifications' statuses right, and neither
 /// fails nor holds up the dispatch: the in-flight results are simply not recorded.
