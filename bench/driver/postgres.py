@@ -81,14 +81,17 @@ class Postgres:
                 self.process.terminate()
                 self.process.wait()
 
-    def wait_quiet(self, database: str, limit_s: float = 60.0) -> float:
-        """Waits until no session of `database` runs a statement (e.g. a notification backlog left
-        by a write scenario being delivered), so it does not weigh on the next scenario."""
+    def wait_quiet(self, limit_s: float = 60.0) -> float:
+        """Waits until no session of any database runs a statement and no autovacuum works (a
+        notification backlog being delivered, the clean-up after a write scenario), so that it
+        weighs on neither the next run nor the other server's (app and floor run in turn)."""
         started = time.monotonic()
         quiet = 0
         while quiet < 3 and time.monotonic() - started < limit_s:
-            active = self.psql("postgres", f"""SELECT count(*) FROM pg_stat_activity
-                WHERE datname = '{database}' AND state = 'active'""")
+            active = self.psql("postgres", """SELECT count(*) FROM pg_stat_activity
+                WHERE pid <> pg_backend_pid()
+                  AND (backend_type = 'autovacuum worker'
+                       OR (backend_type = 'client backend' AND state = 'active'))""")
             quiet = quiet + 1 if active == "0" else 0
             time.sleep(0.05)
         return round(time.monotonic() - started, 2)

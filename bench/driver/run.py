@@ -21,6 +21,22 @@ from .scenarios import ISOLATION, MIX, NATIVE_MIX, NATIVE_SPINPOOL, SCALE, SCENA
 from .servers import APP_MANIFEST, FLOOR_MANIFEST, Runtime, Server, start_native, wasm_sizes
 
 
+# More deletes a second than any server here answers (the floor's plain delete makes about 3,300
+# at 32 connections): a delete run's pool holds this many events per second of load, and 1,000
+# more for the requests wrk has in flight when it stops.
+DELETE_RATE_CEILING = 8_000
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A server under load: its name in the results, the process (None: a deployment the bench
+    did not start), its URL and its database (None: no SQL access)."""
+    name: str
+    server: Server | None
+    base_url: str
+    database: str | None
+
+
 @dataclass
 class Settings:
     smoke: bool
@@ -46,6 +62,7 @@ class Run:
         self.runtime = Runtime(settings.runtime, settings.empty_query_trap)
         self.workdir = Path(tempfile.mkdtemp(prefix="bench-run-"))
         self.ids_file = self.workdir / "ids.txt"
+        self.delete_ids_prefix = self.workdir / "delete-ids.txt"
         self.ids: list[int] = []
         self.receiver = Receiver()
         self.postgres: Postgres | None = None
@@ -89,30 +106,28 @@ class Run:
         self.write_ids(dbs.ids)
         self.measurements["wasm_bytes"] = wasm_sizes()
         self.measure_cold_start(dbs.app)
-        with self.start_app(dbs.app) as app:
+        with self.start_app(dbs.app) as app, self.start_floor(dbs.floor) as floor:
             # At light load, before the load runs leave a backlog of deliveries behind.
             self.measure_notifications(app.base_url)
-            self.load("app", app, self.chosen(MIX), dbs.app)
+            self.load(self.chosen(MIX), Loaded("app", app, app.base_url, dbs.app),
+                      Loaded("floor", floor, floor.base_url, dbs.floor))
         if self.settings.scenarios is None or ISOLATION in self.settings.scenarios:
             self.measure_isolation()
-        with self.start_floor(dbs.floor) as floor:
-            self.load("floor", floor, self.chosen(MIX), dbs.floor)
         with start_native(self.event_fn_url(dbs.native), self.token, False, self.workdir) as native:
-            self.load("native", native, self.chosen(NATIVE_MIX), dbs.native)
+            self.load(self.chosen(NATIVE_MIX), Loaded("native", native, native.base_url, dbs.native))
         if not self.settings.smoke and self.chosen(NATIVE_SPINPOOL):
             # Spin's pool policy on native splits the app's distance to native into the pool
             # policy's share and the rest (WebAssembly, an instance per request).
             with start_native(self.event_fn_url(dbs.native), self.token, True, self.workdir) as native:
-                self.load("native-spinpool", native, self.chosen(NATIVE_SPINPOOL), dbs.native)
+                self.load(self.chosen(NATIVE_SPINPOOL), Loaded("native-spinpool", native, native.base_url, dbs.native))
         if not self.chosen(SCALE):
             return
-        with self.start_app(dbs.scale) as app:
+        with self.start_app(dbs.scale) as app, self.start_floor(dbs.scale) as floor:
             self.find_deep_page(app.base_url, dbs.scale)
-            self.load("app", app, self.chosen(SCALE), dbs.scale)
-        with self.start_floor(dbs.scale) as floor:
-            self.load("floor", floor, self.chosen(SCALE), dbs.scale)
+            self.load(self.chosen(SCALE), Loaded("app", app, app.base_url, dbs.scale),
+                      Loaded("floor", floor, floor.base_url, dbs.scale))
         with start_native(self.event_fn_url(dbs.scale), self.token, False, self.workdir) as native:
-            self.load("native", native, self.chosen(SCALE), dbs.scale)
+            self.load(self.chosen(SCALE), Loaded("native", native, native.base_url, dbs.scale))
 
     def chosen(self, names: list[str]) -> list[str]:
         """The scenarios of `names` that `--scenarios` selects (all without it)."""
@@ -125,9 +140,10 @@ class Run:
             raise SystemExit(f"{base_url}/events answered {status}: check --base-url and --token")
         self.write_ids(seed.through_api(base_url, self.token, self.settings.events))
         self.measure_notifications(base_url)
-        for name in self.chosen(MIX):
-            self.run_scenario("app", None, base_url, SCENARIOS[name], None)
+        self.load([name for name in self.chosen(MIX) if SCENARIOS[name].mode != "delete"],
+                  Loaded("app", None, base_url, None))
         for name, why in (("cold_start", "needs the bench to start the app"),
+                          ("delete", "needs SQL access to seed the events it deletes"),
                           ("floor", "needs the bench to start the floor beside the app"),
                           ("scale_scenarios", "need SQL access to seed 1,000,000 rows"),
                           ("statements_per_request", "needs the bench's own PostgreSQL"),
@@ -168,60 +184,83 @@ class Run:
 
     # -- load
 
-    def load(self, server_name: str, server: Server, names: list[str], database: str) -> None:
+    def load(self, names: list[str], *servers: Loaded) -> None:
+        """Each scenario on each of `servers`: statements per request from sequential requests
+        first, then wrk at each connection count, the servers one right after the other, so the
+        two halves of a ratio are measured seconds apart, not minutes (this machine's speed
+        drifts); after a write scenario on the app, the wait until every notification is out."""
         for name in names:
             if name == "list_deep_scale" and not self.deep_path:
                 continue
-            self.run_scenario(server_name, server, server.base_url, SCENARIOS[name], database)
-        if server_name == "app":
-            self.measurements.setdefault("app_peak_rss_mib", {})[database] = server.peak_rss_mib()
+            scenario = SCENARIOS[name]
+            counted = {s.name: self.count_statements(s, scenario) for s in servers}
+            for connections in self.settings.connections:
+                for s in servers:
+                    self.run_load(s, scenario, connections, counted[s.name])
+        for s in servers:
+            if s.name == "app" and s.server:
+                self.measurements.setdefault("app_peak_rss_mib", {})[s.database] = s.server.peak_rss_mib()
 
-    def run_scenario(self, server_name: str, server: Server | None, base_url: str, scenario: Scenario,
-                     database: str | None) -> None:
-        """Statements per request from sequential requests first, then wrk at each connection
-        count; after a write scenario on the app, the wait until every notification is out."""
-        path = self.deep_path if scenario.name == "list_deep_scale" else scenario.path
-        pg = self.postgres if database else None
-        counted = {}
-        if pg:
-            try:
-                pg.wait_quiet(database)
-                counted = statements.sequential(pg, database, base_url, self.token, scenario, path, self.ids,
-                                                20 if self.settings.smoke else 100)
-                self.statement_counts[f"{server_name}/{scenario.name}"] = counted
-            except Exception as error:  # noqa: BLE001 - the load runs still tell something
-                log(f"counting statements for {server_name} {scenario.name} failed: {error}")
-        for connections in self.settings.connections:
-            entry = {"server": server_name, "scenario": scenario.name, "connections": connections,
-                     "duration_s": self.settings.duration, "path": path or scenario.shown_path}
-            entry.update({k: v for k, v in counted.items() if k.endswith("_per_request")})
-            try:
-                self.measure_load(entry, server, base_url, scenario, path, database)
-            except Exception as error:  # noqa: BLE001 - a scenario that cannot run is a result too
-                entry.update(status="failed", detail=str(error)[:500], errors=None)
-            self.results.append(entry)
-            log_entry(entry)
+    def path(self, scenario: Scenario) -> str | None:
+        return self.deep_path if scenario.name == "list_deep_scale" else scenario.path
 
-    def measure_load(self, entry: dict, server: Server | None, base_url: str, scenario: Scenario,
-                     path: str | None, database: str | None) -> None:
+    def count_statements(self, loaded: Loaded, scenario: Scenario) -> dict:
+        if not loaded.database:
+            return {}
+        pg = self.postgres
+        try:
+            pg.wait_quiet()
+            requests = 20 if self.settings.smoke else 100
+            ids = seed.delete_pool(pg, loaded.database, requests) if scenario.mode == "delete" else self.ids
+            counted = statements.sequential(pg, loaded.database, loaded.base_url, self.token, scenario,
+                                            self.path(scenario), ids, requests)
+        except Exception as error:  # noqa: BLE001 - the load runs still tell something
+            log(f"counting statements for {loaded.name} {scenario.name} failed: {error}")
+            return {}
+        self.statement_counts[f"{loaded.name}/{scenario.name}"] = counted
+        return counted
+
+    def run_load(self, loaded: Loaded, scenario: Scenario, connections: int, counted: dict) -> None:
+        entry = {"server": loaded.name, "scenario": scenario.name, "connections": connections,
+                 "duration_s": self.settings.duration, "path": self.path(scenario) or scenario.shown_path}
+        entry.update({k: v for k, v in counted.items() if k.endswith("_per_request")})
+        try:
+            self.measure_load(entry, loaded, scenario)
+        except Exception as error:  # noqa: BLE001 - a scenario that cannot run is a result too
+            entry.update(status="failed", detail=str(error)[:500], errors=None)
+        self.results.append(entry)
+        log_entry(entry)
+
+    def measure_load(self, entry: dict, loaded: Loaded, scenario: Scenario) -> None:
+        server, base_url, database, path = loaded.server, loaded.base_url, loaded.database, self.path(scenario)
         pg = self.postgres if database else None
         connections = entry["connections"]
         if pg:
-            entry["quiet_wait_before_s"] = pg.wait_quiet(database)
+            entry["quiet_wait_before_s"] = pg.wait_quiet()
+        # A delete run deletes a pool of events seeded for it (the warm-up its own).
+        deletes = scenario.mode == "delete"
+        ids_file = self.delete_ids_prefix if deletes else self.ids_file
         if self.settings.warmup:
-            wrk.run(base_url, scenario.mode, self.token, self.ids_file, path, connections, self.settings.warmup)
+            pool = self.delete_pool(database, connections, self.settings.warmup) if deletes else []
+            wrk.run(base_url, scenario.mode, self.token, ids_file, path, connections, self.settings.warmup)
+            if pool:
+                seed.drop_delete_pool(pg, database, pool)
+        pool = self.delete_pool(database, connections, self.settings.duration) if deletes else []
         time.sleep(0.2)
         if pg:
             pg.reset_statements()
         if server:
             server.reset_peak_rss()
-        raw = wrk.run(base_url, scenario.mode, self.token, self.ids_file, path, connections, self.settings.duration)
+        raw = wrk.run(base_url, scenario.mode, self.token, ids_file, path, connections, self.settings.duration)
         entry.update(wrk.summarize(raw))
         if server:
             entry["peak_rss_mib"] = server.peak_rss_mib()
         if pg:
             time.sleep(0.3)
             entry["statements_under_load"] = statements.count(pg, database, raw["requests"])
+        if pool:
+            # After the count: this statement is not the server's.
+            entry["delete_pool"] = {"events": len(pool), "left": seed.drop_delete_pool(pg, database, pool)}
         entry["status"] = "passed" if entry["errors"] == 0 and entry["requests"] > 0 else "failed"
         if entry["requests"] == 0:
             entry["detail"] = "no request completed"
@@ -231,6 +270,12 @@ class Run:
             if drained["undelivered"]:
                 entry["status"] = "failed"
                 entry["detail"] = f"{drained['undelivered']} notifications undelivered {drained['seconds']} s after the load"
+
+    def delete_pool(self, database: str, connections: int, seconds: int) -> list[int]:
+        """The events a delete run of `seconds` deletes, more than it can, split between wrk's threads."""
+        pool = seed.delete_pool(self.postgres, database, DELETE_RATE_CEILING * seconds + 1_000)
+        wrk.write_ids_per_thread(self.delete_ids_prefix, pool, connections)
+        return pool
 
     def write_ids(self, ids: list[int]) -> None:
         self.ids = ids

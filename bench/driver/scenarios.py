@@ -6,15 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # A title search no seeded or benchmark-created event matches (titles are "Event N", "Bench
-# event N", "Patched N", "Replaced N", "Counted N", "Notified N"): the list comes back empty.
+# event N", "Patched N", "Replaced N", "Counted N", "Notified N", "Doomed N"): the list comes back
+# empty.
 NO_MATCH = "no-event-has-this-title"
 
 
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    # wrk mode: get (GET /events/{random id}), list (GET path), post, put and patch (random ids), mix
-    # (80% get, 20% post).
+    # wrk mode: get (GET /events/{random id}), list (GET path), post, put and patch (random ids),
+    # delete (each id of a pool seeded for the run once), mix (80% get, 20% post).
     mode: str
     # The request path of list scenarios (list_deep_scale's is found at run time).
     path: str | None
@@ -27,11 +28,11 @@ class Scenario:
 
     @property
     def writes(self) -> bool:
-        return self.mode in ("post", "put", "patch", "mix")
+        return self.mode in ("post", "put", "patch", "delete", "mix")
 
     @property
     def shown_path(self) -> str:
-        return self.path or ("/events/{id}" if self.mode in ("get", "put", "patch") else "/events")
+        return self.path or ("/events/{id}" if self.mode in ("get", "put", "patch", "delete") else "/events")
 
 
 SCENARIOS = {s.name: s for s in (
@@ -48,6 +49,10 @@ SCENARIOS = {s.name: s for s in (
     Scenario("patch", "patch", None, "mix", "post",
              "PATCH /events/{id}, merge patch of the title, random ids (floor: a plain update; "
              "native has no PATCH: ratio to its plain insert)"),
+    Scenario("delete", "delete", None, "mix", "post",
+             "DELETE /events/{id}, each of a pool of events seeded for the run (dated 2099, so no list "
+             "sees them) deleted once (floor: a plain delete; native has no DELETE: ratio to its plain "
+             "insert)"),
     Scenario("mix_80_20", "mix", None, "mix", "mix_80_20", "80% GET /events/{id}, 20% POST /events"),
     Scenario("list_first_scale", "list", "/events?limit=50", "scale", "list_first_scale",
              "GET /events?limit=50, first page of the scale database"),

@@ -36,6 +36,35 @@ def in_sql(pg: Postgres, events: int, scale_events: int) -> Databases:
     return dbs
 
 
+# The events a delete run deletes, each once: dated after every seeded or created event, so no
+# list scenario sees them, and titled so that no search matches them (scenarios.NO_MATCH).
+DELETE_POOL_SQL = """
+WITH pool AS (
+    INSERT INTO events (title, description, date)
+    SELECT 'Doomed ' || g, 'deleted by bench', DATE '2099-12-31' FROM generate_series(1, {n}) AS g
+    RETURNING id
+)
+SELECT string_agg(id::text, ',') FROM pool
+"""
+
+
+def delete_pool(pg: Postgres, database: str, events: int) -> list[int]:
+    """`events` new events for a delete run, their ids in order."""
+    return [int(i) for i in pg.psql(database, DELETE_POOL_SQL.format(n=events)).split(",")]
+
+
+def drop_delete_pool(pg: Postgres, database: str, ids: list[int]) -> int:
+    """Deletes what a delete run left of its pool, so the next scenario finds the database as seeded;
+    returns how many were left. The pool is one insert's ids, so a range and its date find it."""
+    left = pg.psql(database, f"""
+        WITH dropped AS (
+            DELETE FROM events WHERE id BETWEEN {min(ids)} AND {max(ids)} AND date = DATE '2099-12-31'
+            RETURNING 1
+        )
+        SELECT count(*) FROM dropped""")
+    return int(left)
+
+
 def through_api(base_url: str, token: str, events: int) -> list[int]:
     log(f"seeding {events:,} events through POST /events")
     ids, errors, lock = [], [], threading.Lock()

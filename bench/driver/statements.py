@@ -47,7 +47,7 @@ def count(postgres: Postgres, database: str, requests: int) -> dict:
 def sequential(postgres: Postgres, database: str, base_url: str, token: str, scenario: Scenario,
                path: str | None, ids: list[int], requests: int) -> dict:
     """Counts over a fixed number of sequential requests (under load, requests still in flight
-    when wrk stops blur the count)."""
+    when wrk stops blur the count). A delete deletes `ids` in order, each once."""
     rng = random.Random(7)
     postgres.reset_statements()
     statuses = []
@@ -59,6 +59,8 @@ def sequential(postgres: Postgres, database: str, base_url: str, token: str, sce
             request = ("GET", path, None, "application/json")
         elif kind == "post":
             request = ("POST", "/events", {"title": f"Counted {i}", "date": "2025-05-05"}, "application/json")
+        elif kind == "delete":
+            request = ("DELETE", f"/events/{ids[i]}", None, "application/json")
         elif kind == "put":
             request = ("PUT", f"/events/{rng.choice(ids)}", {"title": f"Counted {i}", "date": "2025-05-05"},
                        "application/json")
@@ -69,7 +71,7 @@ def sequential(postgres: Postgres, database: str, base_url: str, token: str, sce
         status, _, _ = http_request(base_url, method, url_path, token, body, content_type)
         statuses.append(status)
     # Work a component does after answering (notify-fn's dispatch) counts too.
-    postgres.wait_quiet(database, 10)
+    postgres.wait_quiet(10)
     counted = count(postgres, database, requests)
     counted["sequential_requests"] = requests
     counted["non_2xx"] = sum(1 for st in statuses if not 200 <= st < 300)

@@ -75,7 +75,7 @@ class Target:
 
 COMPARISONS = {"<": operator.lt, "<=": operator.le, ">=": operator.ge}
 READS = ("get_by_id", "list_first", "list_empty")
-WRITES = ("post", "put", "patch")
+WRITES = ("post", "put", "patch", "delete")
 
 TARGETS = [
     Target("app req/s ÷ floor, reads", ">=", 0.95, per_run("rps_ratio_to_floor", READS, (32, 128))),

@@ -11,9 +11,21 @@ from .common import BENCH
 LUA = BENCH / "wrk" / "scenario.lua"
 
 
+def threads(connections: int) -> int:
+    return min(2, connections)
+
+
+def write_ids_per_thread(prefix: Path, ids: list[int], connections: int) -> None:
+    """The ids of a delete run, split between wrk's threads (`prefix`.1, `prefix`.2, ...), so
+    that each id is deleted once."""
+    count = threads(connections)
+    for thread in range(count):
+        Path(f"{prefix}.{thread + 1}").write_text("".join(f"{i}\n" for i in ids[thread::count]))
+
+
 def run(base_url: str, mode: str, token: str, ids_file: Path, path: str | None, connections: int,
         seconds: int) -> dict:
-    command = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s",
+    command = ["wrk", f"-t{threads(connections)}", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s",
                "--latency", "-s", str(LUA), base_url.rstrip("/"), "--", mode, token, str(ids_file)]
     if path:
         command.append(path)

@@ -1,8 +1,9 @@
 -- One benchmark scenario for wrk (Debian's wrk 4.1, LuaJIT). bench/driver/wrk.py runs it as
 --   wrk -tT -cC -dDs --latency -s bench/wrk/scenario.lua BASE_URL -- MODE TOKEN IDS_FILE [PATH]
 -- MODE: get (GET /events/{random id}), list (GET PATH), post (POST /events), put (PUT
--- /events/{random id}, every field), patch (PATCH /events/{random id}, merge patch), mix (80%
--- get, 20% post). Ids come from IDS_FILE, one a line.
+-- /events/{random id}, every field), patch (PATCH /events/{random id}, merge patch), delete
+-- (DELETE /events/{id}, each id once), mix (80% get, 20% post). Ids come from IDS_FILE, one a
+-- line; delete's from IDS_FILE.N for thread N (bench/driver/wrk.py splits them), in order.
 -- done() prints the summary as one JSON line prefixed with "WRK_JSON ".
 
 local threads = {}
@@ -16,6 +17,7 @@ end
 
 local mode, token, path
 local ids = {}
+local next_delete = 0
 local auth = {}
 local json_headers = {}
 local patch_headers = {}
@@ -34,7 +36,11 @@ function init(args)
     token = args[2]
     path = args[4] or "/events?limit=50"
     math.randomseed(os.time() * 1000 + (thread_number or 0) * 7919)
-    if mode ~= "list" and mode ~= "post" then ids = load_ids(args[3]) end
+    if mode == "delete" then
+        ids = load_ids(args[3] .. "." .. thread_number)
+    elseif mode ~= "list" and mode ~= "post" then
+        ids = load_ids(args[3])
+    end
     auth = { ["Authorization"] = "Bearer " .. token }
     json_headers = { ["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/json" }
     patch_headers = { ["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/merge-patch+json" }
@@ -63,6 +69,13 @@ local function patch_request()
     return wrk.format("PATCH", "/events/" .. ids[math.random(#ids)], patch_headers, body)
 end
 
+local function delete_request()
+    next_delete = next_delete + 1
+    -- Running out would delete an id twice (a 404): the driver seeds more than a run can delete.
+    if next_delete > #ids then error("thread " .. thread_number .. " deleted its " .. #ids .. " ids") end
+    return wrk.format("DELETE", "/events/" .. ids[next_delete], auth)
+end
+
 function request()
     if mode == "get" then
         return get_request()
@@ -74,6 +87,8 @@ function request()
         return put_request()
     elseif mode == "patch" then
         return patch_request()
+    elseif mode == "delete" then
+        return delete_request()
     elseif mode == "mix" then
         if math.random(100) <= 80 then return get_request() end
         return post_request()

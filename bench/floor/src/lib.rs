@@ -9,9 +9,10 @@
 //!   POST  /events         {"title", "description"?, "date"}: a plain insert
 //!   PUT   /events/{id}    {"title", "description"?, "date"}: a plain update of every field
 //!   PATCH /events/{id}    {"title"?, "date"?}: a plain update
+//!   DELETE /events/{id}   a plain delete (204)
 //!
 //! No query returns zero rows: Spin 4.0.0-4.0.2 never answer one (spinframework/spin issue
-//! #3671). Reads and the update are anchored on a one-row `VALUES` with a `LEFT JOIN`, so
+//! #3671). Reads, the updates and the delete are anchored on a one-row `VALUES` with a `LEFT JOIN`, so
 //! "nothing" is one row of NULLs.
 
 use base64::Engine as _;
@@ -73,6 +74,13 @@ const REPLACE_EVENT: &str = "
     SELECT r.id, r.title, r.description, r.date, r.created_at, r.updated_at
     FROM (VALUES (1)) AS anchor (one)
     LEFT JOIN replaced AS r ON true";
+
+/// Deletes the event; a missing id is a row of NULLs.
+const DELETE_EVENT: &str = "
+    WITH deleted AS (DELETE FROM events WHERE id = $1 RETURNING id)
+    SELECT d.id
+    FROM (VALUES (1)) AS anchor (one)
+    LEFT JOIN deleted AS d ON true";
 
 const DEFAULT_LIMIT: i64 = 50;
 
@@ -143,6 +151,7 @@ fn route(request: &Request) -> Reply {
         Method::Get => get(id),
         Method::Put => replace(id, &parse_body(request)?),
         Method::Patch => patch(id, &parse_body(request)?),
+        Method::Delete => delete(id),
         _ => Err(Refusal::MethodNotAllowed),
     }
 }
@@ -196,6 +205,13 @@ fn patch(id: i64, patch: &EventPatch) -> Reply {
     let date = patch.date.as_deref().map(parse_date).transpose()?;
     let rows = query(PATCH_EVENT, &[id.into(), patch.title.clone().into(), date.into()])?;
     one_event(&rows, 200)
+}
+
+fn delete(id: i64) -> Reply {
+    let rows = query(DELETE_EVENT, &[id.into()])?;
+    let row = rows.first().ok_or(Refusal::Unavailable)?;
+    column::<Option<i64>>(row, 0)?.ok_or(Refusal::NotFound)?;
+    Ok(Response::new(204, ()))
 }
 
 /// Runs one statement on a connection of its own, as every request does.
