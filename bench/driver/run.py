@@ -10,6 +10,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,9 @@ from .servers import APP_MANIFEST, FLOOR_MANIFEST, Runtime, Server, start_native
 # more for the requests wrk has in flight when it stops.
 DELETE_RATE_CEILING = 8_000
 
+# See `slices`.
+SLICE_SECONDS = 2
+
 
 @dataclass(frozen=True)
 class Loaded:
@@ -36,6 +40,63 @@ class Loaded:
     server: Server | None
     base_url: str
     database: str | None
+
+
+def slices(duration: int) -> list[int]:
+    """A measured run of `duration` seconds as slices of `SLICE_SECONDS` (the last one shorter
+    when it does not divide): the servers run in turn within each slice, in the other order in
+    the next, so that a burst of other work on this shared machine lands on both halves of a
+    ratio rather than on one (a ratio's two halves 10 s apart still moved by up to 20%)."""
+    return [SLICE_SECONDS] * (duration // SLICE_SECONDS) + ([duration % SLICE_SECONDS] if duration % SLICE_SECONDS else [])
+
+
+class Measured:
+    """One server's measured run of a scenario at a connection count, gathered over its slices."""
+
+    def __init__(self, loaded: Loaded, scenario: Scenario, connections: int):
+        self.loaded, self.scenario, self.connections = loaded, scenario, connections
+        self.entry: dict = {"server": loaded.name, "scenario": scenario.name, "connections": connections}
+        self.slices: list[dict] = []
+        self.statements: Counter = Counter()
+        self.peak_rss_mib: float | None = None
+        self.quiet_wait_s = 0.0
+        self.pool_events = self.pool_left = 0
+        self.drains: list[dict] = []
+        self.error: str | None = None
+
+    def attempt(self, step) -> None:
+        """Runs `step` unless an earlier one failed; a failure is this run's result."""
+        if self.error is None:
+            try:
+                step()
+            except Exception as error:  # noqa: BLE001 - a scenario that cannot run is a result too
+                self.error = str(error)[:500]
+
+    def finish(self) -> None:
+        entry = self.entry
+        if self.error is not None or not self.slices:
+            entry.update(status="failed", detail=self.error or "not measured", errors=None)
+            return
+        raw = wrk.combine(self.slices)
+        entry.update(wrk.summarize(raw), slices_s=[round(s["duration_us"] / 1e6, 1) for s in self.slices],
+                     quiet_wait_before_s=round(self.quiet_wait_s, 2))
+        if self.peak_rss_mib is not None:
+            entry["peak_rss_mib"] = self.peak_rss_mib
+        if self.loaded.database:
+            entry["statements_under_load"] = statements.per_request(self.statements, raw["requests"])
+        if self.pool_events:
+            entry["delete_pool"] = {"events": self.pool_events, "left": self.pool_left}
+        entry["status"] = "passed" if entry["errors"] == 0 and entry["requests"] > 0 else "failed"
+        if entry["requests"] == 0:
+            entry["detail"] = "no request completed"
+        if self.drains:
+            drained = {"waiting_when_load_stopped": sum(d["waiting_when_load_stopped"] for d in self.drains),
+                       "seconds": round(sum(d["seconds"] for d in self.drains), 2),
+                       "undelivered": sum(d["undelivered"] for d in self.drains)}
+            entry["notifications_after_load"] = drained
+            if drained["undelivered"]:
+                entry["status"] = "failed"
+                entry["detail"] = f"{drained['undelivered']} notifications undelivered 120 s after a slice of the load"
 
 
 @dataclass
@@ -187,17 +248,15 @@ class Run:
 
     def load(self, names: list[str], *servers: Loaded) -> None:
         """Each scenario on each of `servers`: statements per request from sequential requests
-        first, then wrk at each connection count, the servers one right after the other, so the
-        two halves of a ratio are measured seconds apart, not minutes (this machine's speed
-        drifts); after a write scenario on the app, the wait until every notification is out."""
+        first, then wrk at each connection count, the servers in turn (see `slices`); after each
+        write run on the app, the wait until every notification is out."""
         for name in names:
             if name == "list_deep_scale" and not self.deep_path:
                 continue
             scenario = SCENARIOS[name]
             counted = {s.name: self.count_statements(s, scenario) for s in servers}
             for connections in self.settings.connections:
-                for s in servers:
-                    self.run_load(s, scenario, connections, counted[s.name])
+                self.run_loads(servers, scenario, connections, counted)
         for s in servers:
             if s.name == "app" and s.server:
                 self.measurements.setdefault("app_peak_rss_mib", {})[s.database] = s.server.peak_rss_mib()
@@ -221,56 +280,57 @@ class Run:
         self.statement_counts[f"{loaded.name}/{scenario.name}"] = counted
         return counted
 
-    def run_load(self, loaded: Loaded, scenario: Scenario, connections: int, counted: dict) -> None:
-        entry = {"server": loaded.name, "scenario": scenario.name, "connections": connections,
-                 "duration_s": self.settings.duration, "path": self.path(scenario) or scenario.shown_path}
-        entry.update({k: v for k, v in counted.items() if k.endswith("_per_request")})
-        try:
-            self.measure_load(entry, loaded, scenario)
-        except Exception as error:  # noqa: BLE001 - a scenario that cannot run is a result too
-            entry.update(status="failed", detail=str(error)[:500], errors=None)
-        self.results.append(entry)
-        log_entry(entry)
-
-    def measure_load(self, entry: dict, loaded: Loaded, scenario: Scenario) -> None:
-        server, base_url, database, path = loaded.server, loaded.base_url, loaded.database, self.path(scenario)
-        pg = self.postgres if database else None
-        connections = entry["connections"]
-        if pg:
-            entry["quiet_wait_before_s"] = pg.wait_quiet()
-        # A delete run deletes a pool of events seeded for it (the warm-up its own).
-        deletes = scenario.mode == "delete"
-        ids_file = self.delete_ids_prefix if deletes else self.ids_file
+    def run_loads(self, servers: tuple[Loaded, ...], scenario: Scenario, connections: int, counted: dict) -> None:
+        """wrk on each server at `connections`: a warm-up each, then the measured run in slices,
+        the servers in turn within a slice and in the other order in the next."""
+        runs = [Measured(s, scenario, connections) for s in servers]
+        for run in runs:
+            run.entry.update(duration_s=self.settings.duration, path=self.path(scenario) or scenario.shown_path)
+            run.entry.update({k: v for k, v in counted[run.loaded.name].items() if k.endswith("_per_request")})
         if self.settings.warmup:
-            pool = self.delete_pool(database, connections, self.settings.warmup) if deletes else []
-            wrk.run(base_url, scenario.mode, self.token, ids_file, path, connections, self.settings.warmup)
-            if pool:
-                seed.drop_delete_pool(pg, database, pool)
-        pool = self.delete_pool(database, connections, self.settings.duration) if deletes else []
+            for run in runs:
+                run.attempt(lambda run=run: self.measure_slice(run, self.settings.warmup, warm_up=True))
+        for number, seconds in enumerate(slices(self.settings.duration)):
+            for run in runs if number % 2 == 0 else reversed(runs):
+                run.attempt(lambda run=run, seconds=seconds: self.measure_slice(run, seconds))
+        for run in runs:
+            run.finish()
+            self.results.append(run.entry)
+            log_entry(run.entry)
+
+    def measure_slice(self, run: Measured, seconds: int, warm_up: bool = False) -> None:
+        """One wrk run of `seconds` on `run`'s server; a warm-up only leaves the database as it
+        found it. A delete run deletes a pool of events seeded for it."""
+        loaded, scenario = run.loaded, run.scenario
+        pg = self.postgres if loaded.database else None
+        if pg:
+            run.quiet_wait_s += pg.wait_quiet()
+        deletes = scenario.mode == "delete"
+        pool = self.delete_pool(loaded.database, run.connections, seconds) if deletes else []
         time.sleep(0.2)
         if pg:
             pg.reset_statements()
-        if server:
-            server.reset_peak_rss()
-        raw = wrk.run(base_url, scenario.mode, self.token, ids_file, path, connections, self.settings.duration)
-        entry.update(wrk.summarize(raw))
-        if server:
-            entry["peak_rss_mib"] = server.peak_rss_mib()
-        if pg:
-            time.sleep(0.3)
-            entry["statements_under_load"] = statements.count(pg, database, raw["requests"])
+        if loaded.server:
+            loaded.server.reset_peak_rss()
+        raw = wrk.run(loaded.base_url, scenario.mode, self.token, self.delete_ids_prefix if deletes else self.ids_file,
+                      self.path(scenario), run.connections, seconds)
+        if not warm_up:
+            run.slices.append(raw)
+            if loaded.server:
+                run.peak_rss_mib = max(run.peak_rss_mib or 0, loaded.server.peak_rss_mib() or 0) or None
+            if pg:
+                time.sleep(0.3)
+                run.statements.update(statements.snapshot(pg, loaded.database))
         if pool:
             # After the count: this statement is not the server's.
-            entry["delete_pool"] = {"events": len(pool), "left": seed.drop_delete_pool(pg, database, pool)}
-        entry["status"] = "passed" if entry["errors"] == 0 and entry["requests"] > 0 else "failed"
-        if entry["requests"] == 0:
-            entry["detail"] = "no request completed"
-        if pg and entry["server"] == "app" and scenario.writes:
-            drained = notifications.drain(pg, database, base_url, self.notify_token)
-            entry["notifications_after_load"] = drained
-            if drained["undelivered"]:
-                entry["status"] = "failed"
-                entry["detail"] = f"{drained['undelivered']} notifications undelivered {drained['seconds']} s after the load"
+            left = seed.drop_delete_pool(pg, loaded.database, pool)
+            if not warm_up:
+                run.pool_events += len(pool)
+                run.pool_left += left
+        if pg and loaded.name == "app" and scenario.writes:
+            drained = notifications.drain(pg, loaded.database, loaded.base_url, self.notify_token)
+            if not warm_up:
+                run.drains.append(drained)
 
     def delete_pool(self, database: str, connections: int, seconds: int) -> list[int]:
         """The events a delete run of `seconds` deletes, more than it can, split between wrk's threads."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections import Counter
 
 from .client import http_request
 from .postgres import Postgres
@@ -25,21 +26,29 @@ POOL_CLEANUP = {
 }
 
 
-def count(postgres: Postgres, database: str, requests: int) -> dict:
-    """What pg_stat_statements recorded for `database` since its reset, per request."""
-    rows = postgres.statements(database)
-    pool = sum(calls for query, calls in rows if query.strip().rstrip(";") in POOL_CLEANUP)
-    app = sum(calls for query, calls in rows if query.strip().rstrip(";") not in POOL_CLEANUP)
+def snapshot(postgres: Postgres, database: str) -> Counter:
+    """Calls per statement that pg_stat_statements recorded for `database` since its reset."""
+    calls: Counter = Counter()
+    for query, n in postgres.statements(database):
+        calls[query] += n
+    return calls
+
+
+def per_request(calls: Counter, requests: int) -> dict:
+    """`calls` (a snapshot, or several summed) per request: the app's own, event-fn's share and
+    the pool's session reset apart."""
+    pool = sum(n for query, n in calls.items() if query.strip().rstrip(";") in POOL_CLEANUP)
+    app = sum(n for query, n in calls.items() if query.strip().rstrip(";") not in POOL_CLEANUP)
     # event-fn's statements are those on the events table or calling its write functions
     # (sql/009_write_functions.sql): notify-fn never reads it (a notification carries the event
     # as it was). The floor's are all on it.
-    event_fn = sum(calls for query, calls in rows if re.search(r"\bevents\b|\b(create|update|delete)_event\(", query))
-    top = sorted(rows, key=lambda r: -r[1])[:25]
-    per_request = (lambda n: round(n / requests, 3)) if requests else (lambda n: None)
+    event_fn = sum(n for query, n in calls.items() if re.search(r"\bevents\b|\b(create|update|delete)_event\(", query))
+    top = sorted(calls.items(), key=lambda r: -r[1])[:25]
+    ratio = (lambda n: round(n / requests, 3)) if requests else (lambda n: None)
     return {
-        "statements_per_request": per_request(app),
-        "pool_statements_per_request": per_request(pool),
-        "event_fn_statements_per_request": per_request(event_fn),
+        "statements_per_request": ratio(app),
+        "pool_statements_per_request": ratio(pool),
+        "event_fn_statements_per_request": ratio(event_fn),
         "statements": [{"query": " ".join(q.split())[:200], "calls": c} for q, c in top],
     }
 
@@ -72,7 +81,7 @@ def sequential(postgres: Postgres, database: str, base_url: str, token: str, sce
         statuses.append(status)
     # Work a component does after answering (notify-fn's dispatch) counts too.
     postgres.wait_quiet(10)
-    counted = count(postgres, database, requests)
+    counted = per_request(snapshot(postgres, database), requests)
     counted["sequential_requests"] = requests
     counted["non_2xx"] = sum(1 for st in statuses if not 200 <= st < 300)
     return counted

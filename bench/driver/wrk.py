@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 from pathlib import Path
 
@@ -34,6 +35,30 @@ def run(base_url: str, mode: str, token: str, ids_file: Path, path: str | None, 
     if result.returncode or not line:
         raise RuntimeError(f"wrk failed ({result.returncode}): {result.stderr.strip()} {result.stdout[-500:]}")
     return json.loads(line[len("WRK_JSON "):])
+
+
+def combine(slices: list[dict]) -> dict:
+    """One summary of a run measured in slices: counts summed; each latency percentile the
+    median of the slices' (wrk keeps no histogram to merge), the slices' summaries beside."""
+    if len(slices) == 1:
+        return slices[0]
+    latencies = [s["latency_us"] for s in slices]
+    requests = sum(s["requests"] for s in slices)
+    return {
+        "requests": requests,
+        "duration_us": sum(s["duration_us"] for s in slices),
+        "bytes": sum(s["bytes"] for s in slices),
+        "errors": {kind: sum(s["errors"][kind] for s in slices) for kind in slices[0]["errors"]},
+        "latency_us": {
+            "min": min(l["min"] for l in latencies),
+            "max": max(l["max"] for l in latencies),
+            "mean": round(sum(l["mean"] * s["requests"] for l, s in zip(latencies, slices)) / max(1, requests), 1),
+            "stdev": statistics.median(l["stdev"] for l in latencies),
+            "percentiles": {p: statistics.median(l["percentiles"][p] for l in latencies)
+                            for p in latencies[0]["percentiles"]},
+        },
+        "slices": slices,
+    }
 
 
 def summarize(raw: dict) -> dict:
