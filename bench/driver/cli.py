@@ -13,8 +13,9 @@ from .scenarios import ISOLATION, SCENARIOS
 
 
 ABOUT = """Loads the app and the floor (the smallest component doing the same queries) on devhost or
-another up-compatible runtime (in turn at each scenario and connection count), and a native
-baseline, one server loaded at a time on the same databases; reports app ÷ floor and app ÷ native per scenario. See bench/README.md."""
+another up-compatible runtime, in turn in 2-s slices of each run, and a native baseline, one
+server loaded at a time on the same databases; reports app ÷ floor and app ÷ native per
+scenario. See bench/README.md."""
 
 
 def parse(argv: list[str] | None = None) -> Settings:

@@ -129,7 +129,7 @@ def markdown(doc: dict) -> str:
         f"{doc['settings']['duration_s']} s per run after {doc['settings']['warmup_s']} s warm-up; "
         f"load average {load('load_average_at_start')} at start, {load('load_average_at_end')} at end.",
         "",
-        f"App on {doc['runtime']} against the floor on {doc['runtime']} (same data, one server loaded at a time, the app and then the floor at each connection count):",
+        f"App on {doc['runtime']} against the floor on {doc['runtime']} (same data, one server loaded at a time, in turn in 2-s slices of each run):",
         "",
         "| scenario | conn | app req/s | floor req/s | app ÷ floor | app p50 ms | floor p50 ms | ÷ | app p99 ms "
         "| floor p99 ms | ÷ | app ÷ native req/s |",

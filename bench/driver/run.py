@@ -1,6 +1,6 @@
 """One benchmark run: sets up PostgreSQL and the servers, loads one server at a time with every
-scenario (the app and the floor in turn at each scenario and connection count), and measures
-what goes with it. bench/README.md describes the method."""
+scenario (the app and the floor in turn, in slices of each run), and measures what goes with
+it. bench/README.md describes the method."""
 
 from __future__ import annotations
 
