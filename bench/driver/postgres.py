@@ -11,7 +11,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from .common import ROOT, die_with_parent
+from .common import ROOT, die_with_parent, log
 
 PG = Path(os.environ.get("BENCH_PG_BIN", ROOT / "target/debug/pg"))
 
@@ -94,6 +94,8 @@ class Postgres:
                        OR (backend_type = 'client backend' AND state = 'active'))""")
             quiet = quiet + 1 if active == "0" else 0
             time.sleep(0.05)
+        if quiet < 3:
+            log(f"PostgreSQL still busy after {limit_s:.0f} s of waiting for quiet; the next run starts anyway")
         return round(time.monotonic() - started, 2)
 
     # pg_stat_statements, per database

@@ -274,6 +274,8 @@ class Run:
             ids = seed.delete_pool(pg, loaded.database, requests) if scenario.mode == "delete" else self.ids
             counted = statements.sequential(pg, loaded.database, loaded.base_url, self.token, scenario,
                                             self.path(scenario), ids, requests)
+            if scenario.mode == "delete":
+                seed.drop_delete_pool(pg, loaded.database, ids)
         except Exception as error:  # noqa: BLE001 - the load runs still tell something
             log(f"counting statements for {loaded.name} {scenario.name} failed: {error}")
             return {}
@@ -307,29 +309,32 @@ class Run:
             run.quiet_wait_s += pg.wait_quiet()
         deletes = scenario.mode == "delete"
         pool = self.delete_pool(loaded.database, run.connections, seconds) if deletes else []
-        time.sleep(0.2)
-        if pg:
-            pg.reset_statements()
-        if loaded.server:
-            loaded.server.reset_peak_rss()
-        raw = wrk.run(loaded.base_url, scenario.mode, self.token, self.delete_ids_prefix if deletes else self.ids_file,
-                      self.path(scenario), run.connections, seconds)
-        if not warm_up:
-            run.slices.append(raw)
-            if loaded.server:
-                run.peak_rss_mib = max(run.peak_rss_mib or 0, loaded.server.peak_rss_mib() or 0) or None
+        try:
+            time.sleep(0.2)
             if pg:
-                time.sleep(0.3)
-                run.statements.update(statements.snapshot(pg, loaded.database))
-        if pool:
-            # After the count: this statement is not the server's.
-            left = seed.drop_delete_pool(pg, loaded.database, pool)
+                pg.reset_statements()
+            if loaded.server:
+                loaded.server.reset_peak_rss()
+            raw = wrk.run(loaded.base_url, scenario.mode, self.token,
+                          self.delete_ids_prefix if deletes else self.ids_file, self.path(scenario),
+                          run.connections, seconds)
             if not warm_up:
-                run.pool_events += len(pool)
-                run.pool_left += left
-        if pg and loaded.name == "app" and scenario.writes:
-            drained = notifications.drain(pg, loaded.database, loaded.base_url, self.notify_token)
-            if not warm_up:
+                run.slices.append(raw)
+                if loaded.server:
+                    run.peak_rss_mib = max(run.peak_rss_mib or 0, loaded.server.peak_rss_mib() or 0) or None
+                if pg:
+                    time.sleep(0.3)
+                    run.statements.update(statements.snapshot(pg, loaded.database))
+        finally:
+            # After the count (these are not the server's statements), and after a failure too: the
+            # next slice or scenario finds the database as seeded and no backlog.
+            left = seed.drop_delete_pool(pg, loaded.database, pool) if pool else 0
+            drained = (notifications.drain(pg, loaded.database, loaded.base_url, self.notify_token)
+                       if pg and loaded.name == "app" and scenario.writes else None)
+        if not warm_up:
+            run.pool_events += len(pool)
+            run.pool_left += left
+            if drained:
                 run.drains.append(drained)
 
     def delete_pool(self, database: str, connections: int, seconds: int) -> list[int]:
