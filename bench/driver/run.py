@@ -47,15 +47,19 @@ def slices(duration: int) -> list[int]:
     when it does not divide): the servers run in turn within each slice, in the other order in
     the next, so that a burst of other work on this shared machine lands on both halves of a
     ratio rather than on one (a ratio's two halves 10 s apart still moved by up to 20%)."""
-    return [SLICE_SECONDS] * (duration // SLICE_SECONDS) + ([duration % SLICE_SECONDS] if duration % SLICE_SECONDS else [])
+    whole, rest = divmod(duration, SLICE_SECONDS)
+    return [SLICE_SECONDS] * whole + ([rest] if rest else [])
 
 
 class Measured:
     """One server's measured run of a scenario at a connection count, gathered over its slices."""
 
-    def __init__(self, loaded: Loaded, scenario: Scenario, connections: int):
+    def __init__(self, loaded: Loaded, scenario: Scenario, connections: int, duration: int, path: str | None,
+                 counted: dict):
         self.loaded, self.scenario, self.connections = loaded, scenario, connections
-        self.entry: dict = {"server": loaded.name, "scenario": scenario.name, "connections": connections}
+        self.entry: dict = {"server": loaded.name, "scenario": scenario.name, "connections": connections,
+                            "duration_s": duration, "path": path or scenario.shown_path}
+        self.entry.update({k: v for k, v in counted.items() if k.endswith("_per_request")})
         self.slices: list[dict] = []
         self.statements: Counter = Counter()
         self.peak_rss_mib: float | None = None
@@ -202,7 +206,7 @@ class Run:
             raise SystemExit(f"{base_url}/events answered {status}: check --base-url and --token")
         self.write_ids(seed.through_api(base_url, self.token, self.settings.events))
         self.measure_notifications(base_url)
-        self.load([name for name in self.chosen(MIX) if SCENARIOS[name].mode != "delete"],
+        self.load([name for name in self.chosen(MIX) if not SCENARIOS[name].deletes],
                   Loaded("app", None, base_url, None))
         for name, why in (("cold_start", "needs the bench to start the app"),
                           ("delete", "needs SQL access to seed the events it deletes"),
@@ -271,10 +275,10 @@ class Run:
         try:
             pg.wait_quiet()
             requests = 20 if self.settings.smoke else 100
-            ids = seed.delete_pool(pg, loaded.database, requests) if scenario.mode == "delete" else self.ids
+            ids = seed.delete_pool(pg, loaded.database, requests) if scenario.deletes else self.ids
             counted = statements.sequential(pg, loaded.database, loaded.base_url, self.token, scenario,
                                             self.path(scenario), ids, requests)
-            if scenario.mode == "delete":
+            if scenario.deletes:
                 seed.drop_delete_pool(pg, loaded.database, ids)
         except Exception as error:  # noqa: BLE001 - the load runs still tell something
             log(f"counting statements for {loaded.name} {scenario.name} failed: {error}")
@@ -285,10 +289,8 @@ class Run:
     def run_loads(self, servers: tuple[Loaded, ...], scenario: Scenario, connections: int, counted: dict) -> None:
         """wrk on each server at `connections`: a warm-up each, then the measured run in slices,
         the servers in turn within a slice and in the other order in the next."""
-        runs = [Measured(s, scenario, connections) for s in servers]
-        for run in runs:
-            run.entry.update(duration_s=self.settings.duration, path=self.path(scenario) or scenario.shown_path)
-            run.entry.update({k: v for k, v in counted[run.loaded.name].items() if k.endswith("_per_request")})
+        runs = [Measured(s, scenario, connections, self.settings.duration, self.path(scenario), counted[s.name])
+                for s in servers]
         if self.settings.warmup:
             for run in runs:
                 run.attempt(lambda run=run: self.measure_slice(run, self.settings.warmup, warm_up=True))
@@ -307,8 +309,7 @@ class Run:
         pg = self.postgres if loaded.database else None
         if pg:
             run.quiet_wait_s += pg.wait_quiet()
-        deletes = scenario.mode == "delete"
-        pool = self.delete_pool(loaded.database, run.connections, seconds) if deletes else []
+        pool = self.delete_pool(loaded.database, run.connections, seconds) if scenario.deletes else []
         try:
             time.sleep(0.2)
             if pg:
@@ -316,7 +317,7 @@ class Run:
             if loaded.server:
                 loaded.server.reset_peak_rss()
             raw = wrk.run(loaded.base_url, scenario.mode, self.token,
-                          self.delete_ids_prefix if deletes else self.ids_file, self.path(scenario),
+                          self.delete_ids_prefix if scenario.deletes else self.ids_file, self.path(scenario),
                           run.connections, seconds)
             if not warm_up:
                 run.slices.append(raw)

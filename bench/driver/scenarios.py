@@ -27,6 +27,11 @@ class Scenario:
     description: str
 
     @property
+    def deletes(self) -> bool:
+        """Each request deletes an event of a pool seeded for the run (bench/driver/seed.py)."""
+        return self.mode == "delete"
+
+    @property
     def writes(self) -> bool:
         return self.mode in ("post", "put", "patch", "delete", "mix")
 

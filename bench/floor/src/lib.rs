@@ -12,8 +12,8 @@
 //!   DELETE /events/{id}   a plain delete (204)
 //!
 //! No query returns zero rows: Spin 4.0.0-4.0.2 never answer one (spinframework/spin issue
-//! #3671). Reads, the updates and the delete are anchored on a one-row `VALUES` with a `LEFT JOIN`, so
-//! "nothing" is one row of NULLs.
+//! #3671). Reads, the updates and the delete are anchored on a one-row `VALUES` with a
+//! `LEFT JOIN`, so "nothing" is one row of NULLs.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
