@@ -11,6 +11,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
+from . import cpu
 from .common import ROOT, die_with_parent, log
 
 PG = Path(os.environ.get("BENCH_PG_BIN", ROOT / "target/debug/pg"))
@@ -71,6 +72,11 @@ class Postgres:
     def copy_database(self, template: str, name: str) -> str:
         self.psql("postgres", f"CREATE DATABASE {name} TEMPLATE {template}")
         return name
+
+    @property
+    def postmaster(self) -> int | None:
+        """The server's main process (its backends and workers are its children)."""
+        return cpu.child_named(self.process.pid, "postgres")
 
     def stop(self) -> None:
         if self.process.poll() is None:

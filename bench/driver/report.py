@@ -87,7 +87,7 @@ def num(value, spec: str) -> str:
 
 def print_table(doc: dict) -> None:
     header = (f"{'server':15} {'scenario':17} {'conn':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} "
-              f"{'÷ floor':>7} {'÷ native':>8} {'p99÷nat':>7} {'stmt/req':>8} {'ev-fn':>6} {'+pool':>6} {'RSS MiB':>7}")
+              f"{'÷ floor':>7} {'÷ native':>8} {'p99÷nat':>7} {'stmt/req':>8} {'ev-fn':>6} {'+pool':>6} {'RSS MiB':>7} {'cpu µs':>6} {'pg µs':>6}")
     print()
     print(header)
     print("-" * len(header))
@@ -95,12 +95,14 @@ def print_table(doc: dict) -> None:
         if "rps" not in r:
             print(f"{r['server']:15} {r['scenario']:17} {r['connections']:>4} FAILED: {r.get('detail', '')[:80]}")
             continue
+        cpu = r.get("cpu_per_request_us", {})
         print(f"{r['server']:15} {r['scenario']:17} {r['connections']:>4} {r['rps']:>9.1f} {r['p50_ms']:>8.2f} "
               f"{r['p99_ms']:>8.2f} {r['errors']:>6} {num(r.get('rps_ratio_to_floor'), '>7.3f'):>7} "
               f"{num(r.get('rps_ratio_to_native'), '>8.3f'):>8} {num(r.get('p99_ratio_to_native'), '>7.2f'):>7} "
               f"{num(r.get('statements_per_request'), '>8.2f'):>8} "
               f"{num(r.get('event_fn_statements_per_request'), '>6.2f'):>6} "
-              f"{num(r.get('pool_statements_per_request'), '>6.2f'):>6} {num(r.get('peak_rss_mib'), '>7.1f'):>7}")
+              f"{num(r.get('pool_statements_per_request'), '>6.2f'):>6} {num(r.get('peak_rss_mib'), '>7.1f'):>7} "
+              f"{num(cpu.get('runtime'), '>6'):>6} {num(cpu.get('postgres'), '>6'):>6}")
     print()
     m = doc["measurements"]
     if "cold_start_ms" in m:
@@ -144,6 +146,7 @@ def markdown(doc: dict) -> str:
             f"| **{num(r.get('rps_ratio_to_floor'), '.2f')}** | {r['p50_ms']:.2f} | {floor['p50_ms']:.2f} "
             f"| {num(r.get('p50_ratio_to_floor'), '.2f')} | {r['p99_ms']:.2f} | {floor['p99_ms']:.2f} "
             f"| {num(r.get('p99_ratio_to_floor'), '.2f')} | {num(r.get('rps_ratio_to_native'), '.3f')} |")
+    lines += cpu_rows(doc["results"])
     lines += [
         "",
         "| server | scenario | conn | req/s | p50 ms | p99 ms | errors | ÷ floor req/s | ÷ native req/s "
@@ -181,6 +184,32 @@ def markdown(doc: dict) -> str:
         met = "n/a" if t["met"] is None else ("yes" if t["met"] else "**no**")
         lines.append(f"| {t['target']} | {t['goal']} | {t['value']} | {met} |")
     return "\n".join(lines) + "\n"
+
+
+def cpu_rows(results: list[dict]) -> list[str]:
+    """Where the app's extra cost per request is: CPU per request of the runtime's process tree
+    and of PostgreSQL's, app against floor, and PostgreSQL's part of the difference."""
+    rows = []
+    for r in results:
+        floor = find(results, "floor", r["scenario"], r["connections"])
+        app_cpu, floor_cpu = r.get("cpu_per_request_us"), (floor or {}).get("cpu_per_request_us")
+        if r["server"] != "app" or not app_cpu or not floor_cpu or "postgres" not in app_cpu:
+            continue
+        extra = {k: app_cpu[k] - floor_cpu[k] for k in ("runtime", "postgres")}
+        total = extra["runtime"] + extra["postgres"]
+        share = f"{extra['postgres'] / total:.0%}" if total > 0 else "-"
+        rows.append(
+            f"| {r['scenario']} | {r['connections']} | {app_cpu['runtime']} | {floor_cpu['runtime']} "
+            f"| {num(ratio(app_cpu['runtime'], floor_cpu['runtime'], 2), '.2f')} | {app_cpu['postgres']} "
+            f"| {floor_cpu['postgres']} | {num(ratio(app_cpu['postgres'], floor_cpu['postgres'], 2), '.2f')} "
+            f"| {total} | {share} |")
+    if not rows:
+        return []
+    return ["", "CPU per request (µs, from /proc: the runtime's process tree, with its components, and "
+            "PostgreSQL's, with every backend and autovacuum), app against floor:", "",
+            "| scenario | conn | app runtime | floor runtime | ÷ | app PostgreSQL | floor PostgreSQL | ÷ "
+            "| app's extra µs | of which PostgreSQL |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |", *rows]
 
 
 def isolation_rows(result: dict | None) -> list[str]:

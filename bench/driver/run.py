@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import isolation, notifications, report, seed, statements, wrk
+from . import cpu, isolation, notifications, report, seed, statements, wrk
 from .client import http_request
 from .common import log
 from .postgres import EVENT_FN_ROLE, NOTIFY_FN_ROLE, Postgres
@@ -62,6 +62,8 @@ class Measured:
         self.entry.update({k: v for k, v in counted.items() if k.endswith("_per_request")})
         self.slices: list[dict] = []
         self.statements: Counter = Counter()
+        # CPU seconds during the slices, by process tree (see `Run.cpu_so_far`).
+        self.cpu_seconds: Counter = Counter()
         self.peak_rss_mib: float | None = None
         self.quiet_wait_s = 0.0
         self.pool_events = self.pool_left = 0
@@ -88,6 +90,9 @@ class Measured:
             entry["peak_rss_mib"] = self.peak_rss_mib
         if self.loaded.database:
             entry["statements_under_load"] = statements.per_request(self.statements, raw["requests"])
+        if self.cpu_seconds and raw["requests"]:
+            entry["cpu_per_request_us"] = {name: round(seconds * 1e6 / raw["requests"])
+                                           for name, seconds in self.cpu_seconds.items()}
         if self.pool_events:
             entry["delete_pool"] = {"events": self.pool_events, "left": self.pool_left}
         entry["status"] = "passed" if entry["errors"] == 0 and entry["requests"] > 0 else "failed"
@@ -258,12 +263,24 @@ class Run:
             if name == "list_deep_scale" and not self.deep_path:
                 continue
             scenario = SCENARIOS[name]
+            self.vacuum(servers)
             counted = {s.name: self.count_statements(s, scenario) for s in servers}
             for connections in self.settings.connections:
                 self.run_loads(servers, scenario, connections, counted)
         for s in servers:
             if s.name == "app" and s.server:
                 self.measurements.setdefault("app_peak_rss_mib", {})[s.database] = s.server.peak_rss_mib()
+
+    def vacuum(self, servers: tuple[Loaded, ...]) -> None:
+        """VACUUM ANALYZE of each server's database before a scenario, so that each starts it from
+        the same state whatever came before: the app's notification latency measurement and every
+        write scenario add rows, dead row versions and entries to the pending list of the title
+        search's GIN index, which every search reads through until a vacuum merges it (200 such
+        entries in the app's database alone made its empty search cost PostgreSQL half as much
+        again as the floor's)."""
+        for database in dict.fromkeys(s.database for s in servers if s.database):
+            self.postgres.wait_quiet()
+            self.postgres.psql(database, "VACUUM ANALYZE")
 
     def path(self, scenario: Scenario) -> str | None:
         return self.deep_path if scenario.name == "list_deep_scale" else scenario.path
@@ -311,11 +328,12 @@ class Run:
             run.quiet_wait_s += pg.wait_quiet()
         pool = self.delete_pool(loaded.database, run.connections, seconds) if scenario.deletes else []
         try:
-            time.sleep(0.2)
             if pg:
                 pg.reset_statements()
+            time.sleep(0.2)  # the reset's own backend has exited before the CPU is read
             if loaded.server:
                 loaded.server.reset_peak_rss()
+            cpu_before = self.cpu_so_far(loaded)
             raw = wrk.run(loaded.base_url, scenario.mode, self.token,
                           self.delete_ids_prefix if scenario.deletes else self.ids_file, self.path(scenario),
                           run.connections, seconds)
@@ -325,6 +343,8 @@ class Run:
                     run.peak_rss_mib = max(run.peak_rss_mib or 0, loaded.server.peak_rss_mib() or 0) or None
                 if pg:
                     time.sleep(0.3)
+                run.cpu_seconds.update(self.cpu_so_far(loaded) - cpu_before)
+                if pg:
                     run.statements.update(statements.snapshot(pg, loaded.database))
         finally:
             # After the count (these are not the server's statements), and after a failure too: the
@@ -337,6 +357,21 @@ class Run:
             run.pool_left += left
             if drained:
                 run.drains.append(drained)
+
+    def cpu_so_far(self, loaded: Loaded) -> Counter:
+        """CPU seconds so far of the loaded server's process tree (the runtime: devhost or
+        `--runtime`, with its components) and of PostgreSQL's (the postmaster with every backend
+        and worker, those that exited too). Read around a wrk run and the 0.3 s after it that the
+        statement count waits, so PostgreSQL's includes autovacuum and any work a component does
+        after answering in that window, and nothing of the driver's own SQL (the reset before,
+        the counts after). Empty for a deployment the bench did not start."""
+        seconds: Counter = Counter()
+        if loaded.server:
+            seconds["runtime"] = cpu.tree_seconds(loaded.server.pid)
+            postmaster = self.postgres.postmaster if loaded.database else None
+            if postmaster:
+                seconds["postgres"] = cpu.tree_seconds(postmaster)
+        return seconds
 
     def delete_pool(self, database: str, connections: int, seconds: int) -> list[int]:
         """The events a delete run of `seconds` deletes, more than it can, split between wrk's threads."""
