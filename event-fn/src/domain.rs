@@ -93,9 +93,11 @@ impl EventDate {
     }
 }
 
+/// `YYYY-MM-DD`: chrono's own rendering of a date (the same as `%Y-%m-%d` for the years 1 to
+/// 9999 that `parse` accepts, without interpreting a format string for every date shown).
 impl std::fmt::Display for EventDate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0.format("%Y-%m-%d"))
+        std::fmt::Display::fmt(&self.0, f)
     }
 }
 
@@ -411,7 +413,10 @@ mod tests {
 
     #[test]
     fn dates() {
-        assert_eq!(EventDate::parse("2024-02-29").unwrap().to_string(), "2024-02-29");
+        // Every date accepted is shown as it was written, the first and last years included.
+        for good in ["2024-02-29", "0001-01-01", "0099-12-31", "9999-12-31"] {
+            assert_eq!(EventDate::parse(good).unwrap().to_string(), good);
+        }
         for bad in [
             "2024-02-30",
             "2023-02-29",
