@@ -1,4 +1,4 @@
-"""CPU time of a process tree from /proc: what the runtime and PostgreSQL each spend per request,
+"""CPU time of process trees from /proc: what the runtime and PostgreSQL each spend per request,
 so a ratio's gap can be placed (the runtime and its components, or the database)."""
 
 from __future__ import annotations
@@ -7,6 +7,9 @@ import os
 from pathlib import Path
 
 _TICKS = os.sysconf("SC_CLK_TCK")
+
+# How many times a reading is taken again when a child was reaped while /proc was read.
+_ATTEMPTS = 5
 
 
 def _processes() -> dict[int, tuple[int, str, float]]:
@@ -27,10 +30,7 @@ def _processes() -> dict[int, tuple[int, str, float]]:
     return found
 
 
-def tree_seconds(root: int) -> float:
-    """CPU seconds of `root` and its descendants, those still running and those reaped (a child's
-    time moves into its parent's cutime when it is waited for, so nothing is counted twice)."""
-    processes = _processes()
+def _tree(processes: dict[int, tuple[int, str, float]], root: int) -> float:
     children: dict[int, list[int]] = {}
     for pid, (parent, _, _) in processes.items():
         children.setdefault(parent, []).append(pid)
@@ -41,6 +41,29 @@ def tree_seconds(root: int) -> float:
             total += processes[pid][2]
         stack.extend(children.get(pid, ()))
     return total
+
+
+def _reaped_ticks(pid: int) -> int | None:
+    """The CPU time of the children `pid` has waited for (cutime + cstime)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[13]) + int(fields[14])
+
+
+def trees_seconds(roots: dict[str, int]) -> dict[str, float]:
+    """CPU seconds of each root's tree (the root and its descendants, running or reaped: a
+    child's time moves into its parent's cutime when it is waited for, so nothing is counted
+    twice), from one reading of /proc. A child reaped while /proc is read would be missed or
+    counted twice, so the reading is taken again while a root reaped a child during it (an
+    autovacuum worker that ends, a backend that closes). Roots that are gone are left out."""
+    for _ in range(_ATTEMPTS):
+        before = {pid: _reaped_ticks(pid) for pid in roots.values()}
+        processes = _processes()
+        if all(_reaped_ticks(pid) == ticks for pid, ticks in before.items()):
+            break
+    return {name: _tree(processes, pid) for name, pid in roots.items() if pid in processes}
 
 
 def child_named(parent: int, name: str) -> int | None:

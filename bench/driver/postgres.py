@@ -4,6 +4,7 @@ removed when the pipe closes, even if the driver dies."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -73,7 +74,7 @@ class Postgres:
         self.psql("postgres", f"CREATE DATABASE {name} TEMPLATE {template}")
         return name
 
-    @property
+    @functools.cached_property
     def postmaster(self) -> int | None:
         """The server's main process (its backends and workers are its children)."""
         return cpu.child_named(self.process.pid, "postgres")

@@ -193,7 +193,8 @@ def cpu_rows(results: list[dict]) -> list[str]:
     for r in results:
         floor = find(results, "floor", r["scenario"], r["connections"])
         app_cpu, floor_cpu = r.get("cpu_per_request_us"), (floor or {}).get("cpu_per_request_us")
-        if r["server"] != "app" or not app_cpu or not floor_cpu or "postgres" not in app_cpu:
+        keys = ("runtime", "postgres")
+        if r["server"] != "app" or not all(k in cpu for cpu in (app_cpu or {}, floor_cpu or {}) for k in keys):
             continue
         extra = {k: app_cpu[k] - floor_cpu[k] for k in ("runtime", "postgres")}
         total = extra["runtime"] + extra["postgres"]
@@ -205,8 +206,9 @@ def cpu_rows(results: list[dict]) -> list[str]:
             f"| {total} | {share} |")
     if not rows:
         return []
-    return ["", "CPU per request (µs, from /proc: the runtime's process tree, with its components, and "
-            "PostgreSQL's, with every backend and autovacuum), app against floor:", "",
+    return ["", "CPU per request (µs, from /proc, during the wrk runs and 0.3 s after: the runtime's process "
+            "tree, with its components, and PostgreSQL's, with every backend and autovacuum; not the app's "
+            "notifications still undelivered then), app against floor:", "",
             "| scenario | conn | app runtime | floor runtime | ÷ | app PostgreSQL | floor PostgreSQL | ÷ "
             "| app's extra µs | of which PostgreSQL |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |", *rows]

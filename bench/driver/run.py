@@ -62,8 +62,9 @@ class Measured:
         self.entry.update({k: v for k, v in counted.items() if k.endswith("_per_request")})
         self.slices: list[dict] = []
         self.statements: Counter = Counter()
-        # CPU seconds during the slices, by process tree (see `Run.cpu_so_far`).
-        self.cpu_seconds: Counter = Counter()
+        # CPU seconds of each slice by process tree (see `Run.cpu_so_far`); None once a slice
+        # could not be read whole.
+        self.cpu_slices: list[dict[str, float]] | None = []
         self.peak_rss_mib: float | None = None
         self.quiet_wait_s = 0.0
         self.pool_events = self.pool_left = 0
@@ -78,6 +79,17 @@ class Measured:
             except Exception as error:  # noqa: BLE001 - a scenario that cannot run is a result too
                 self.error = str(error)[:500]
 
+    def add_cpu(self, before: dict[str, float], after: dict[str, float]) -> None:
+        """A slice's CPU seconds by tree; a tree missing from a reading, or whose total fell (a
+        process left it), leaves the run without CPU figures rather than with low ones."""
+        if self.cpu_slices is None:
+            return
+        if not before or before.keys() != after.keys() or any(after[k] < before[k] for k in before) \
+                or (self.cpu_slices and self.cpu_slices[0].keys() != before.keys()):
+            self.cpu_slices = None
+            return
+        self.cpu_slices.append({k: after[k] - before[k] for k in before})
+
     def finish(self) -> None:
         entry = self.entry
         if self.error is not None or not self.slices:
@@ -90,9 +102,9 @@ class Measured:
             entry["peak_rss_mib"] = self.peak_rss_mib
         if self.loaded.database:
             entry["statements_under_load"] = statements.per_request(self.statements, raw["requests"])
-        if self.cpu_seconds and raw["requests"]:
-            entry["cpu_per_request_us"] = {name: round(seconds * 1e6 / raw["requests"])
-                                           for name, seconds in self.cpu_seconds.items()}
+        if self.cpu_slices and raw["requests"]:
+            entry["cpu_per_request_us"] = {name: round(sum(s[name] for s in self.cpu_slices) * 1e6 / raw["requests"])
+                                           for name in self.cpu_slices[0]}
         if self.pool_events:
             entry["delete_pool"] = {"events": self.pool_events, "left": self.pool_left}
         entry["status"] = "passed" if entry["errors"] == 0 and entry["requests"] > 0 else "failed"
@@ -280,7 +292,12 @@ class Run:
         again as the floor's)."""
         for database in dict.fromkeys(s.database for s in servers if s.database):
             self.postgres.wait_quiet()
-            self.postgres.psql(database, "VACUUM ANALYZE")
+            try:
+                self.postgres.psql(database, "VACUUM ANALYZE")
+                # The pages the vacuum dirtied are written now, not during a later slice.
+                self.postgres.psql(database, "CHECKPOINT")
+            except RuntimeError as error:
+                log(f"VACUUM ANALYZE of {database} failed, the scenario runs anyway: {error}")
 
     def path(self, scenario: Scenario) -> str | None:
         return self.deep_path if scenario.name == "list_deep_scale" else scenario.path
@@ -328,9 +345,9 @@ class Run:
             run.quiet_wait_s += pg.wait_quiet()
         pool = self.delete_pool(loaded.database, run.connections, seconds) if scenario.deletes else []
         try:
+            time.sleep(0.2)
             if pg:
                 pg.reset_statements()
-            time.sleep(0.2)  # the reset's own backend has exited before the CPU is read
             if loaded.server:
                 loaded.server.reset_peak_rss()
             cpu_before = self.cpu_so_far(loaded)
@@ -343,7 +360,7 @@ class Run:
                     run.peak_rss_mib = max(run.peak_rss_mib or 0, loaded.server.peak_rss_mib() or 0) or None
                 if pg:
                     time.sleep(0.3)
-                run.cpu_seconds.update(self.cpu_so_far(loaded) - cpu_before)
+                run.add_cpu(cpu_before, self.cpu_so_far(loaded))
                 if pg:
                     run.statements.update(statements.snapshot(pg, loaded.database))
         finally:
@@ -358,20 +375,26 @@ class Run:
             if drained:
                 run.drains.append(drained)
 
-    def cpu_so_far(self, loaded: Loaded) -> Counter:
-        """CPU seconds so far of the loaded server's process tree (the runtime: devhost or
-        `--runtime`, with its components) and of PostgreSQL's (the postmaster with every backend
-        and worker, those that exited too). Read around a wrk run and the 0.3 s after it that the
-        statement count waits, so PostgreSQL's includes autovacuum and any work a component does
-        after answering in that window, and nothing of the driver's own SQL (the reset before,
-        the counts after). Empty for a deployment the bench did not start."""
-        seconds: Counter = Counter()
-        if loaded.server:
-            seconds["runtime"] = cpu.tree_seconds(loaded.server.pid)
-            postmaster = self.postgres.postmaster if loaded.database else None
-            if postmaster:
-                seconds["postgres"] = cpu.tree_seconds(postmaster)
-        return seconds
+    def cpu_so_far(self, loaded: Loaded) -> dict[str, float]:
+        """CPU seconds so far of the loaded server's process tree (`runtime`: devhost or
+        `--runtime`, with its components) and of PostgreSQL's (`postgres`: the postmaster with
+        every backend and worker, those that exited too). Read around a wrk run and the 0.3 s
+        after it that the statement count waits, so PostgreSQL's includes autovacuum and the work
+        a component does after answering within that window (not the notifications still
+        undelivered then, which the drain waits for), and nothing of the driver's own SQL (the
+        reset before, the counts after). Empty for a deployment the bench did not start, or when
+        /proc cannot be read."""
+        if not loaded.server:
+            return {}
+        roots = {"runtime": loaded.server.pid}
+        postmaster = self.postgres.postmaster if loaded.database else None
+        if postmaster:
+            roots["postgres"] = postmaster
+        try:
+            return cpu.trees_seconds(roots)
+        except OSError as error:
+            log(f"CPU time not read from /proc: {error}")
+            return {}
 
     def delete_pool(self, database: str, connections: int, seconds: int) -> list[int]:
         """The events a delete run of `seconds` deletes, more than it can, split between wrk's threads."""
