@@ -12,6 +12,13 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 _ATTEMPTS = 5
 
 
+def _stat(pid: int | str) -> tuple[str, list[str]]:
+    """A process's name and the fields of /proc/PID/stat after it (state, ppid, ...; utime,
+    stime, cutime and cstime are 11 to 14 there, fields 14-17 of the file)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+
+
 def _processes() -> dict[int, tuple[int, str, float]]:
     """Every process: its parent, its name, and its CPU seconds with those of the children it
     waited for (utime + stime + cutime + cstime)."""
@@ -20,12 +27,9 @@ def _processes() -> dict[int, tuple[int, str, float]]:
         if not entry.isdigit():
             continue
         try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
+            name, fields = _stat(entry)
         except OSError:
             continue  # exited while listed
-        name = stat[stat.index("(") + 1:stat.rindex(")")]
-        # After the name: state, ppid, ...; utime, stime, cutime and cstime are fields 14-17.
-        fields = stat[stat.rindex(")") + 2:].split()
         found[int(entry)] = (int(fields[1]), name, sum(int(f) for f in fields[11:15]) / _TICKS)
     return found
 
@@ -46,7 +50,7 @@ def _tree(processes: dict[int, tuple[int, str, float]], root: int) -> float:
 def _reaped_ticks(pid: int) -> int | None:
     """The CPU time of the children `pid` has waited for (cutime + cstime)."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        _, fields = _stat(pid)
     except OSError:
         return None
     return int(fields[13]) + int(fields[14])

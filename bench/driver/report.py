@@ -189,14 +189,14 @@ def markdown(doc: dict) -> str:
 def cpu_rows(results: list[dict]) -> list[str]:
     """Where the app's extra cost per request is: CPU per request of the runtime's process tree
     and of PostgreSQL's, app against floor, and PostgreSQL's part of the difference."""
+    keys = ("runtime", "postgres")
     rows = []
     for r in results:
         floor = find(results, "floor", r["scenario"], r["connections"])
-        app_cpu, floor_cpu = r.get("cpu_per_request_us"), (floor or {}).get("cpu_per_request_us")
-        keys = ("runtime", "postgres")
-        if r["server"] != "app" or not all(k in cpu for cpu in (app_cpu or {}, floor_cpu or {}) for k in keys):
+        app_cpu, floor_cpu = r.get("cpu_per_request_us") or {}, (floor or {}).get("cpu_per_request_us") or {}
+        if r["server"] != "app" or not all(k in side for side in (app_cpu, floor_cpu) for k in keys):
             continue
-        extra = {k: app_cpu[k] - floor_cpu[k] for k in ("runtime", "postgres")}
+        extra = {k: app_cpu[k] - floor_cpu[k] for k in keys}
         total = extra["runtime"] + extra["postgres"]
         share = f"{extra['postgres'] / total:.0%}" if total > 0 else "-"
         rows.append(
