@@ -39,12 +39,22 @@ macro_rules! subscription_columns {
     };
 }
 
-/// A notification's columns as `notification` decodes them (`n`: the notifications table).
+/// A notification's columns as `notification` decodes them (`n`: the notifications table), the
+/// event's title and description from `$content` (`n` unless given: fan-out erases them in the
+/// statement that returns them, so it names the row as it was claimed).
 macro_rules! notification_columns {
     () => {
-        "n.id, n.type, n.status, n.created_at, n.event_id, n.title, n.description, n.date,
-         n.start_time, n.end_time, n.time_zone, n.end_date, n.event_created_at,
-         n.event_updated_at"
+        notification_columns!(n)
+    };
+    ($content:ident) => {
+        concat!(
+            "n.id, n.type, n.status, n.created_at, n.event_id, ",
+            stringify!($content),
+            ".title, ",
+            stringify!($content),
+            ".description, n.date, n.start_time, n.end_time, n.time_zone, n.end_date,
+             n.event_created_at, n.event_updated_at"
+        )
     };
 }
 
@@ -195,9 +205,17 @@ const REDELIVER: &str = concat!(
 /// marks them fanned out (delivered at once when nobody gets them). The subscriptions are
 /// locked `FOR KEY SHARE`, so one deleted meanwhile is passed over (a delete waits for the
 /// lock, or the lock finds it gone) instead of failing the statement on the foreign key.
+///
+/// A deleted event's content is erased here when nothing of it is left to send: its deletion
+/// gets no delivery and none of its other notifications is pending (they all committed before
+/// the deletion did, which held the event's row). Otherwise `ERASE_DELETED` does it once they
+/// settle. Either way the deletion's notification is erased in the update that marks it, so
+/// each is written once after its insert, not twice; the rows returned (logged) carry the
+/// content as claimed.
 const FAN_OUT: &str = concat!(
     "WITH claimed AS (
-        SELECT id FROM notifications WHERE fanned_out_at IS NULL
+        SELECT id, type, event_id, title, description FROM notifications
+        WHERE fanned_out_at IS NULL
         ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
     ),
     live AS (
@@ -212,13 +230,31 @@ const FAN_OUT: &str = concat!(
         ON CONFLICT DO NOTHING
         RETURNING notification_id
     ),
+    settled AS (
+        SELECT c.id, c.event_id FROM claimed c
+        WHERE c.type = 'event.deleted'
+          AND NOT EXISTS (SELECT 1 FROM fanned f WHERE f.notification_id = c.id)
+          AND NOT EXISTS (
+              SELECT 1 FROM notifications p
+              WHERE p.event_id = c.event_id AND p.id <> c.id AND p.status = 'pending'
+          )
+    ),
     marked AS (
         UPDATE notifications n SET fanned_out_at = (now() AT TIME ZONE 'utc'),
-            pending_deliveries = (SELECT count(*) FROM fanned f WHERE f.notification_id = n.id)
-        FROM claimed c WHERE n.id = c.id
+            pending_deliveries = (SELECT count(*) FROM fanned f WHERE f.notification_id = n.id),
+            title = CASE WHEN s.id IS NULL THEN n.title END,
+            description = CASE WHEN s.id IS NULL THEN n.description END
+        FROM claimed c LEFT JOIN settled s ON s.id = c.id
+        WHERE n.id = c.id
         RETURNING ",
-    notification_columns!(),
-    ") SELECT marked.* FROM (VALUES (1)) AS one LEFT JOIN marked ON true ORDER BY marked.id"
+    notification_columns!(c),
+    "),
+    erased AS (
+        UPDATE notifications n SET title = NULL, description = NULL
+        FROM settled s
+        WHERE n.event_id = s.event_id AND n.id <> s.id AND n.title IS NOT NULL
+    )
+    SELECT marked.* FROM (VALUES (1)) AS one LEFT JOIN marked ON true ORDER BY marked.id"
 );
 
 /// `$1` holder, `$2` lease in seconds: counts a dispatch request, and gives the lease to
@@ -438,11 +474,12 @@ const DELETE_EXPIRED: &str = "
 
 /// `$1` how many deleted events: erases the title and description of every notification of a
 /// deleted event once none of them is pending (the `event.deleted` notification says the event
-/// is gone; notify-fn never reads events).
+/// is gone; notify-fn never reads events). What fan-out could not erase at once: a deletion
+/// that got deliveries, or whose event still had pending notifications then.
 const ERASE_DELETED: &str = "
     WITH settled AS (
         SELECT d.event_id FROM notifications d
-        WHERE d.type = 'event.deleted' AND d.title IS NOT NULL
+        WHERE d.type = 'event.deleted' AND d.title IS NOT NULL AND d.fanned_out_at IS NOT NULL
           AND NOT EXISTS (
               SELECT 1 FROM notifications p WHERE p.event_id = d.event_id AND p.status = 'pending'
           )

@@ -660,7 +660,8 @@ fn retention_deletes_what_was_delivered_and_erases_deleted_events() -> TestResul
     app.dispatch_until(10, |n| n["status"] == "delivered", deleted_gone)?;
 
     // Within the retention: everything is kept, but the deleted event's content is erased.
-    // Erasing is housekeeping at the start of a dispatch: asked for as the periodic trigger does.
+    // The deletion got a delivery, so erasing is housekeeping at the start of a dispatch (not
+    // fan-out's): asked for as the periodic trigger does.
     let erased = app.dispatch_until(10, |n| n["data"].is_null(), created_gone)?;
     assert_eq!(erased["status"], "delivered");
     assert_eq!(
@@ -765,6 +766,88 @@ fn housekeeping_keeps_pace_during_a_long_dispatch() -> TestResult {
         "another dispatch erased it"
     );
     assert_eq!(silent.received().len(), 1);
+    Ok(())
+}
+
+/// A deleted event is erased by the fan-out of its deletion when nothing of it is left to send
+/// (nobody takes the deletion, and none of its other notifications is pending): in the update
+/// that marks the deletion fanned out, with no housekeeping, while the log shows the deletion
+/// as it was written. When one of its notifications is still pending, the content stays until
+/// that one settles, and then the housekeeping erases it.
+#[e2e::test]
+fn fan_out_erases_a_deleted_event_with_nothing_left_to_send() -> TestResult {
+    let app = App::start_with(postgres(), |options| options.variable("delivery_schedule", "1h"))?;
+    let receiver = WebhookReceiver::start();
+    app.subscribe(&receiver, Some(&["event.created"]))?;
+    let notification_of = |event: &Value, kind: &str| -> Result<i64> {
+        Ok(app
+            .sql(&format!(
+                "SELECT id FROM notifications WHERE event_id = {} AND type = '{kind}'",
+                event["id"]
+            ))?
+            .parse()?)
+    };
+    let delete = |event: &Value| -> Result<()> {
+        let response = app.send("DELETE", &format!("/events/{}", event["id"]), &[], None)?;
+        ensure!(response.status == 204, "delete: {}", response.status);
+        Ok(())
+    };
+
+    let settled = app.create("settled", "2024-11-15")?;
+    let settled_created = notification_of(&settled, "event.created")?;
+    wait_for_resource(&app, &format!("/notifications/{settled_created}"), 10, |n| {
+        n["status"] == "delivered"
+    })?;
+    delete(&settled)?;
+    let settled_deleted = notification_of(&settled, "event.deleted")?;
+    let fanned_out = wait_for_resource(&app, &format!("/notifications/{settled_deleted}"), 10, |n| {
+        n["status"] != "pending"
+    })?;
+    assert_eq!(fanned_out["status"], "delivered");
+    assert_eq!(fanned_out["data"], Value::Null, "not erased as it was fanned out");
+    assert_eq!(
+        app.get(&format!("/notifications/{settled_created}"))?.json()?["data"],
+        Value::Null
+    );
+    let logged = app
+        .devhost
+        .wait_for_output(|output| output.contains(&format!("\"notification_id\":{settled_deleted},")))?;
+    let line = logged
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(&line[line.find('{')?..]).ok())
+        .find(|line| line["notification_id"] == settled_deleted)
+        .context("the deletion's log line")?;
+    assert_eq!(line["type"], "event.deleted");
+    assert_eq!(line["event"]["title"], "settled");
+
+    // A subscription whose first attempt fails keeps the next event's creation pending for an
+    // hour: its deletion, which nobody takes either, is not erased then.
+    let failing = WebhookReceiver::answering(Answer::Status(500));
+    app.subscribe(&failing, Some(&["event.created"]))?;
+    let unsettled = app.create("unsettled", "2024-11-15")?;
+    failing.wait_for(10, |r| r.len() == 1)?;
+    delete(&unsettled)?;
+    let unsettled_created = notification_of(&unsettled, "event.created")?;
+    let unsettled_deleted = notification_of(&unsettled, "event.deleted")?;
+    let fanned_out = wait_for_resource(&app, &format!("/notifications/{unsettled_deleted}"), 10, |n| {
+        n["status"] != "pending"
+    })?;
+    assert_eq!(fanned_out["status"], "delivered");
+    assert_eq!(fanned_out["data"]["title"], "unsettled");
+    let created = app.get(&format!("/notifications/{unsettled_created}"))?.json()?;
+    assert_eq!(created["status"], "pending");
+    assert_eq!(created["data"]["title"], "unsettled");
+    // Its last attempt now rather than in an hour; once it has failed, the housekeeping (at the
+    // start of a dispatch) erases the event's notifications.
+    app.sql(&format!(
+        "UPDATE deliveries SET next_attempt_at = (now() AT TIME ZONE 'utc') WHERE notification_id = {unsettled_created} AND status = 'pending'"
+    ))?;
+    app.dispatch_until(10, |n| n["status"] == "failed", unsettled_created)?;
+    app.dispatch_until(10, |n| n["data"].is_null(), unsettled_created)?;
+    assert_eq!(
+        app.get(&format!("/notifications/{unsettled_deleted}"))?.json()?["data"],
+        Value::Null
+    );
     Ok(())
 }
 

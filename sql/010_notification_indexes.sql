@@ -1,0 +1,19 @@
+-- Fewer index entries per notification (issue 14: a write's cost is mostly its notification's
+-- life after the write). Every update of a notification that changes its status is a new row
+-- version with an entry in each index whose key or predicate it touches; a notification nobody
+-- takes is inserted, then fanned out (and, for a deletion, erased in the same update: see
+-- notify-fn's FAN_OUT).
+
+-- Statuses: only the API's status filter reads them by index. Most notifications are
+-- delivered, and a filter on that walks the primary key; the few pending and failed ones have
+-- an index each. A notification delivered at once is no longer indexed again by its status.
+DROP INDEX notifications_status;
+CREATE INDEX notifications_pending ON notifications (id) WHERE status = 'pending';
+CREATE INDEX notifications_failed ON notifications (id) WHERE status = 'failed';
+
+-- Deletions left to erase by the housekeeping (ERASE_DELETED): the ones fan-out could not
+-- erase, so a deletion is indexed here only once fanned out, and not at all when fan-out erased
+-- it (a deletion not fanned out yet is pending: its event cannot be erased anyway).
+DROP INDEX notifications_to_erase;
+CREATE INDEX notifications_to_erase ON notifications (event_id)
+    WHERE type = 'event.deleted' AND title IS NOT NULL AND fanned_out_at IS NOT NULL;
