@@ -5,11 +5,11 @@
 -- notify-fn's FAN_OUT).
 
 -- Statuses: only the API's status filter reads them by index. Most notifications are
--- delivered, and a filter on that walks the primary key; the few pending and failed ones have
--- an index each. A notification delivered at once is no longer indexed again by its status.
+-- delivered, and a filter on that walks the primary key; the few pending and failed ones are
+-- indexed (a filter on either implies the predicate). A notification delivered at once is no
+-- longer indexed again by its status.
 DROP INDEX notifications_status;
-CREATE INDEX notifications_pending ON notifications (id) WHERE status = 'pending';
-CREATE INDEX notifications_failed ON notifications (id) WHERE status = 'failed';
+CREATE INDEX notifications_unsettled ON notifications (status, id) WHERE status <> 'delivered';
 
 -- Deletions left to erase by the housekeeping (ERASE_DELETED): the ones fan-out could not
 -- erase, so a deletion is indexed here only once fanned out, and not at all when fan-out erased

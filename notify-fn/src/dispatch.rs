@@ -30,7 +30,7 @@ use serde::Serialize;
 
 use crate::Config;
 use crate::destination;
-use crate::model::{AttemptOutcome, Job, Notification};
+use crate::model::{AttemptOutcome, Job, Notification, NotificationStatus};
 use crate::store::{LeaseState, Recorded, Release, Store};
 use crate::webhook;
 
@@ -188,7 +188,11 @@ impl<'a> Dispatcher<'a> {
                 self.last_busy = Instant::now();
             }
             self.wants.fan_out = fanned.len() == FAN_OUT_BATCH as usize;
-            self.wants.claim = true;
+            // A claim only for the deliveries this made: one per look would cost a statement
+            // each `POLL` under a stream of writes nobody subscribes to.
+            self.wants.claim |= fanned
+                .iter()
+                .any(|notification| notification.status == NotificationStatus::Pending);
         }
         if self.wants.claim {
             let free = MAX_IN_FLIGHT - self.in_flight.len();
@@ -281,17 +285,20 @@ impl<'a> Dispatcher<'a> {
         Ok(())
     }
 
-    /// Looks whether notifications wait to be fanned out (writes while the lease is held do not
-    /// hand off) or a hand-off counted a request (then fans out and claims at once), renews the
-    /// lease now and then, and claims again now and then (retries come due).
+    /// Looks whether a hand-off counted a request (then fans out and claims at once) or
+    /// notifications wait to be fanned out (writes while the lease is held do not hand off),
+    /// renews the lease now and then, and claims again now and then (retries come due).
     fn poll(&mut self) -> Result<(), Unavailable> {
         self.next_poll = Instant::now() + POLL;
         match self.lease_state()? {
-            Some(state) if state.waiting || state.requests != self.seen => {
+            Some(state) if state.requests != self.seen => {
                 self.seen = state.requests;
                 self.wants = Wants::EVERYTHING;
             }
-            Some(_) => self.wants.claim |= self.last_claim.elapsed() >= RECLAIM,
+            Some(state) => {
+                self.wants.fan_out |= state.waiting;
+                self.wants.claim |= self.last_claim.elapsed() >= RECLAIM;
+            }
             None => {
                 // Finish what is in flight (each delivery has a lease and a token of its own),
                 // take nothing new.
