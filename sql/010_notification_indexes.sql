@@ -1,8 +1,13 @@
 -- Fewer index entries per notification (issue 14: a write's cost is mostly its notification's
 -- life after the write). Every update of a notification that changes its status is a new row
 -- version with an entry in each index whose key or predicate it touches; a notification nobody
--- takes is inserted, then fanned out (and, for a deletion, erased in the same update: see
--- notify-fn's FAN_OUT).
+-- takes is inserted, then fanned out (and, for a deletion whose event has nothing left to
+-- send, erased in the same update: see notify-fn's FAN_OUT).
+--
+-- Applying it holds `notifications` against writes while the two indexes are built (seconds
+-- for a few million notifications; retention keeps the table to `retention_days`). Until the
+-- notify-fn that comes with it runs, the previous one's housekeeping finds deletions to erase
+-- by a sequential scan (its query does not match the new predicate): deploy both together.
 
 -- Statuses: only the API's status filter reads them by index. Most notifications are
 -- delivered, and a filter on that walks the primary key; the few pending and failed ones are

@@ -207,11 +207,15 @@ const REDELIVER: &str = concat!(
 /// lock, or the lock finds it gone) instead of failing the statement on the foreign key.
 ///
 /// A deleted event's content is erased here when nothing of it is left to send: its deletion
-/// gets no delivery and none of its other notifications is pending (they all committed before
-/// the deletion did, which held the event's row). Otherwise `ERASE_DELETED` does it once they
-/// settle. Either way the deletion's notification is erased in the update that marks it, so
-/// each is written once after its insert, not twice; the rows returned (logged) carry the
-/// content as claimed.
+/// gets no delivery and every other notification of it is delivered (they all committed before
+/// the deletion did, which held the event's row). Delivered, not just settled: a failed one
+/// could be redelivered meanwhile, and a delivered one has nothing to redeliver. The deletion
+/// is then erased in the update that marks it (written once after its insert, not twice), the
+/// others by `erased`; the rows returned (logged) carry the content as claimed. Otherwise
+/// `ERASE_DELETED` erases the event once its notifications settle. `marked` and `erased`
+/// never update the same row (PostgreSQL would apply only one of the two): another
+/// notification of the event claimed in the same batch is not fanned out yet, so not
+/// delivered, and the event is left to `ERASE_DELETED`.
 const FAN_OUT: &str = concat!(
     "WITH claimed AS (
         SELECT id, type, event_id, title, description FROM notifications
@@ -236,7 +240,7 @@ const FAN_OUT: &str = concat!(
           AND NOT EXISTS (SELECT 1 FROM fanned f WHERE f.notification_id = c.id)
           AND NOT EXISTS (
               SELECT 1 FROM notifications p
-              WHERE p.event_id = c.event_id AND p.id <> c.id AND p.status = 'pending'
+              WHERE p.event_id = c.event_id AND p.id <> c.id AND p.status <> 'delivered'
           )
     ),
     marked AS (

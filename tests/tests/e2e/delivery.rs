@@ -770,10 +770,10 @@ fn housekeeping_keeps_pace_during_a_long_dispatch() -> TestResult {
 }
 
 /// A deleted event is erased by the fan-out of its deletion when nothing of it is left to send
-/// (nobody takes the deletion, and none of its other notifications is pending): in the update
+/// (nobody takes the deletion, and its other notifications are all delivered): in the update
 /// that marks the deletion fanned out, with no housekeeping, while the log shows the deletion
-/// as it was written. When one of its notifications is still pending, the content stays until
-/// that one settles, and then the housekeeping erases it.
+/// as it was written. When one of its notifications is still pending, or failed, the content
+/// stays until the housekeeping erases it once none is pending.
 #[e2e::test]
 fn fan_out_erases_a_deleted_event_with_nothing_left_to_send() -> TestResult {
     let app = App::start_with(postgres(), |options| options.variable("delivery_schedule", "1h"))?;
@@ -839,13 +839,35 @@ fn fan_out_erases_a_deleted_event_with_nothing_left_to_send() -> TestResult {
     assert_eq!(created["data"]["title"], "unsettled");
     // Its last attempt now rather than in an hour; once it has failed, the housekeeping (at the
     // start of a dispatch) erases the event's notifications.
-    app.sql(&format!(
-        "UPDATE deliveries SET next_attempt_at = (now() AT TIME ZONE 'utc') WHERE notification_id = {unsettled_created} AND status = 'pending'"
-    ))?;
-    app.dispatch_until(10, |n| n["status"] == "failed", unsettled_created)?;
+    let fail_now = |notification: i64| -> Result<()> {
+        app.sql(&format!(
+            "UPDATE deliveries SET next_attempt_at = (now() AT TIME ZONE 'utc') WHERE notification_id = {notification} AND status = 'pending'"
+        ))?;
+        app.dispatch_until(10, |n| n["status"] == "failed", notification)?;
+        Ok(())
+    };
+    fail_now(unsettled_created)?;
     app.dispatch_until(10, |n| n["data"].is_null(), unsettled_created)?;
     assert_eq!(
         app.get(&format!("/notifications/{unsettled_deleted}"))?.json()?["data"],
+        Value::Null
+    );
+
+    // A failed notification could be redelivered: an event with one is not erased by fan-out
+    // either, only by the housekeeping.
+    let failed = app.create("failed", "2024-11-15")?;
+    failing.wait_for(10, |r| r.len() == 3)?;
+    let failed_created = notification_of(&failed, "event.created")?;
+    fail_now(failed_created)?;
+    delete(&failed)?;
+    let failed_deleted = notification_of(&failed, "event.deleted")?;
+    let fanned_out = wait_for_resource(&app, &format!("/notifications/{failed_deleted}"), 10, |n| {
+        n["status"] != "pending"
+    })?;
+    assert_eq!(fanned_out["data"]["title"], "failed");
+    app.dispatch_until(10, |n| n["data"].is_null(), failed_deleted)?;
+    assert_eq!(
+        app.get(&format!("/notifications/{failed_created}"))?.json()?["data"],
         Value::Null
     );
     Ok(())
