@@ -49,8 +49,9 @@ const POLL: Duration = Duration::from_millis(5);
 /// hand-off (an outbound request and a notify-fn instance each); after the last write it costs
 /// `LINGER / POLL` looks.
 const LINGER: Duration = Duration::from_millis(100);
-/// While attempts are in flight, how often the holder claims again regardless (retries come
-/// due).
+/// While it holds the lease (attempts in flight, or lingering), how often the holder claims
+/// again regardless: retries come due, and a redelivery or an expired delivery lease makes a
+/// delivery due with no request counted (a fan-out claims at once what it made).
 const RECLAIM: Duration = Duration::from_secs(1);
 /// How long one dispatch takes new work.
 const MAX_DISPATCH: Duration = Duration::from_secs(120);
