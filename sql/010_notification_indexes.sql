@@ -1,5 +1,5 @@
--- Fewer index entries per notification (issue 14: a write's cost is mostly its notification's
--- life after the write). Every update of a notification that changes its status is a new row
+-- Fewer index entries per notification (issue 14: what a notification costs after its
+-- write). Every update of a notification that changes its status is a new row
 -- version with an entry in each index whose key or predicate it touches; a notification nobody
 -- takes is inserted, then fanned out (and, for a deletion whose event has nothing left to
 -- send, erased in the same update: see notify-fn's FAN_OUT).

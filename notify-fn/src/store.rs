@@ -479,7 +479,7 @@ const DELETE_EXPIRED: &str = "
 /// `$1` how many deleted events: erases the title and description of every notification of a
 /// deleted event once none of them is pending (the `event.deleted` notification says the event
 /// is gone; notify-fn never reads events). What fan-out could not erase at once: a deletion
-/// that got deliveries, or whose event still had pending notifications then.
+/// that got deliveries, or whose event then had a notification pending or failed.
 const ERASE_DELETED: &str = "
     WITH settled AS (
         SELECT d.event_id FROM notifications d
