@@ -139,6 +139,16 @@ fn wait_for_resource(app: &App, path: &str, seconds: u64, done: impl Fn(&Value) 
     }
 }
 
+/// Makes the pending deliveries of `notification` due now (a schedule of "1h" leaves its last
+/// attempt an hour away) and dispatches until their failure leaves it failed.
+fn fail_last_attempt_now(app: &App, notification: i64) -> Result<()> {
+    app.sql(&format!(
+        "UPDATE deliveries SET next_attempt_at = (now() AT TIME ZONE 'utc') WHERE notification_id = {notification} AND status = 'pending'"
+    ))?;
+    app.dispatch_until(10, |n| n["status"] == "failed", notification)?;
+    Ok(())
+}
+
 /// The deliveries of every notification to the subscription with `url`, oldest first, each
 /// as `GET /notifications/{id}` shows it.
 fn deliveries_to(app: &App, url: &str) -> Result<Vec<Value>> {
@@ -652,10 +662,7 @@ fn retention_deletes_what_was_delivered_and_erases_deleted_events() -> TestResul
         .parse()?;
     // The update "failed" gets its second and last attempt now rather than in an hour.
     updates.wait_for(10, |r| r.len() == 2)?;
-    app.sql(&format!(
-        "UPDATE deliveries SET next_attempt_at = (now() AT TIME ZONE 'utc') WHERE notification_id = {failed} AND status = 'pending'"
-    ))?;
-    app.dispatch_until(10, |n| n["status"] == "failed", failed)?;
+    fail_last_attempt_now(&app, failed)?;
     receiver.wait_for(10, |r| r.len() == 5)?;
     app.dispatch_until(10, |n| n["status"] == "delivered", deleted_gone)?;
 
@@ -839,14 +846,7 @@ fn fan_out_erases_a_deleted_event_with_nothing_left_to_send() -> TestResult {
     assert_eq!(created["data"]["title"], "unsettled");
     // Its last attempt now rather than in an hour; once it has failed, the housekeeping (at the
     // start of a dispatch) erases the event's notifications.
-    let fail_now = |notification: i64| -> Result<()> {
-        app.sql(&format!(
-            "UPDATE deliveries SET next_attempt_at = (now() AT TIME ZONE 'utc') WHERE notification_id = {notification} AND status = 'pending'"
-        ))?;
-        app.dispatch_until(10, |n| n["status"] == "failed", notification)?;
-        Ok(())
-    };
-    fail_now(unsettled_created)?;
+    fail_last_attempt_now(&app, unsettled_created)?;
     app.dispatch_until(10, |n| n["data"].is_null(), unsettled_created)?;
     assert_eq!(
         app.get(&format!("/notifications/{unsettled_deleted}"))?.json()?["data"],
@@ -858,7 +858,7 @@ fn fan_out_erases_a_deleted_event_with_nothing_left_to_send() -> TestResult {
     let failed = app.create("failed", "2024-11-15")?;
     failing.wait_for(10, |r| r.len() == 3)?;
     let failed_created = notification_of(&failed, "event.created")?;
-    fail_now(failed_created)?;
+    fail_last_attempt_now(&app, failed_created)?;
     delete(&failed)?;
     let failed_deleted = notification_of(&failed, "event.deleted")?;
     let fanned_out = wait_for_resource(&app, &format!("/notifications/{failed_deleted}"), 10, |n| {
