@@ -68,7 +68,7 @@ pub enum CreateOutcome {
 //
 // Each write also reads the dispatcher lease (the `dispatching` column) and, while it is live,
 // holds a share lock on it until the write commits: notify-fn's release waits for such writes
-// (sql/009_write_functions.sql says how).
+// (sql/009_write_functions.sql and sql/011_write_functions_lease_first.sql say how).
 
 /// `$1` id.
 const GET_EVENT: &str = "
@@ -96,8 +96,9 @@ const LIST_EVENTS: &str = "
     ) AS page ON true
     ORDER BY page.date, page.id";
 
-// The writes call functions of sql/009_write_functions.sql (one statement each, planned once per
-// pooled connection instead of on every request), where what each returns is documented.
+// The writes call functions of sql/011_write_functions_lease_first.sql (first in
+// sql/009_write_functions.sql: one call each, its statements planned once per pooled connection
+// instead of on every request), where what each returns is documented.
 
 /// `$1` title, `$2` description, `$3` date, `$4` idempotency key (or NULL), `$5` the request's
 /// fingerprint, `$6` the notification's type, `$7`-`$10` start time, end time, time zone, end
@@ -236,32 +237,28 @@ impl Store {
             change(ChangeType::Created),
         ];
         let params: Vec<ParameterValue> = params.into_iter().chain(time_params(&input.schedule)).collect();
-        // A concurrent first use of the same key commits after this statement's snapshot: the
-        // statement then neither inserts nor sees it, and runs once more to read it.
-        for _ in 0..2 {
-            let result = self.0.query(CREATE_EVENT, &params)?;
-            let Some(row) = Rows::of(&result).found("id").next().transpose()? else {
-                continue;
-            };
-            let created_at: NaiveDateTime = row.get("created_at")?;
-            let event = Event {
-                id: row.get("id")?,
-                title: input.title.clone(),
-                description: input.description.clone(),
-                date: input.date,
-                schedule: input.schedule.clone(),
-                created_at,
-                updated_at: created_at,
-                version: 1,
-            };
-            return Ok(match row.get::<Option<String>>("first_request")? {
-                None => CreateOutcome::Created(event, dispatcher(row)?),
-                Some(first) if first == fingerprint => CreateOutcome::Replayed(event),
-                Some(_) => CreateOutcome::KeyReused,
-            });
-        }
-        eprintln!("event-fn: idempotency key neither claimed nor found twice");
-        Err(Unavailable)
+        let result = self.0.query(CREATE_EVENT, &params)?;
+        let Some(row) = Rows::of(&result).found("id").next().transpose()? else {
+            // The function always returns the new event or the key's first use.
+            eprintln!("event-fn: create_event returned neither a new event nor a key's first use");
+            return Err(Unavailable);
+        };
+        let created_at: NaiveDateTime = row.get("created_at")?;
+        let event = Event {
+            id: row.get("id")?,
+            title: input.title.clone(),
+            description: input.description.clone(),
+            date: input.date,
+            schedule: input.schedule.clone(),
+            created_at,
+            updated_at: created_at,
+            version: 1,
+        };
+        Ok(match row.get::<Option<String>>("first_request")? {
+            None => CreateOutcome::Created(event, dispatcher(row)?),
+            Some(first) if first == fingerprint => CreateOutcome::Replayed(event),
+            Some(_) => CreateOutcome::KeyReused,
+        })
     }
 
     /// Replaces an event's content if its version is one of `if_match` (any when `None`).

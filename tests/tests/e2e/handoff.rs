@@ -213,34 +213,59 @@ fn a_release_waits_for_a_write_that_saw_the_lease() -> TestResult {
 }
 
 /// A release that holds the dispatcher row `FOR UPDATE` when a write comes: the write waits
-/// for it, then finds the lease given up and hands off, and that hand-off delivers it. The test
-/// plays the release in its own session, with notify-fn's statements, stopped before it
-/// commits; the write is the real event-fn.
+/// for it, then finds the lease given up and hands off, and that hand-off delivers it. For each
+/// of the three writes (each takes the lease in its own function). The test plays the release in
+/// its own session, with notify-fn's statements, stopped before it commits; the write is the
+/// real event-fn.
 #[e2e::test]
 fn a_write_during_a_release_hands_off() -> TestResult {
-    let (app, receiver) = app_with_lease_held("releasing", "+ interval '1 hour'")?;
-    let requests_before: i64 = app.sql("SELECT requests FROM dispatcher")?.parse()?;
-    let mut session = postgres().session(&app.database)?;
-    session.run(
-        "BEGIN;
-         SELECT holder FROM dispatcher WHERE holder = 'releasing' FOR UPDATE SKIP LOCKED;
-         UPDATE dispatcher SET holder = NULL, held_until = '-infinity'
-         WHERE holder = 'releasing'
-           AND NOT EXISTS (SELECT 1 FROM notifications WHERE fanned_out_at IS NULL);",
-    )?;
-    std::thread::scope(|scope| -> Result<()> {
-        let post = scope.spawn(|| app.post(&json!({"title": "During the release", "date": "2024-11-15"})));
-        eventually(10, "the write waits for the release", || {
-            Ok(waiting(&app, Role::EventFn)? == 1)
+    for method in ["POST", "PATCH", "DELETE"] {
+        let (app, receiver) = app_with_lease_held("releasing", "+ interval '1 hour'")?;
+        // The event to change, with no notification: one waiting to be fanned out would keep
+        // the release from giving the lease up.
+        let id = app.sql(
+            "INSERT INTO events (title, date) VALUES ('During the release', '2024-11-15') RETURNING id",
+        )?;
+        let requests_before: i64 = app.sql("SELECT requests FROM dispatcher")?.parse()?;
+        let mut session = postgres().session(&app.database)?;
+        session.run(
+            "BEGIN;
+             SELECT holder FROM dispatcher WHERE holder = 'releasing' FOR UPDATE SKIP LOCKED;
+             UPDATE dispatcher SET holder = NULL, held_until = '-infinity'
+             WHERE holder = 'releasing'
+               AND NOT EXISTS (SELECT 1 FROM notifications WHERE fanned_out_at IS NULL);",
+        )?;
+        std::thread::scope(|scope| -> Result<()> {
+            let write = scope.spawn(|| match method {
+                "POST" => app.post(&json!({"title": "During the release", "date": "2024-11-15"})),
+                "PATCH" => app.send(
+                    "PATCH",
+                    &format!("/events/{id}"),
+                    &[("content-type", "application/json")],
+                    Some(r#"{"description": "Patched during the release"}"#),
+                ),
+                _ => app.send("DELETE", &format!("/events/{id}"), &[], None),
+            });
+            eventually(10, "the write waits for the release", || {
+                Ok(waiting(&app, Role::EventFn)? == 1)
+            })?;
+            session.run("COMMIT;")?;
+            let written = write
+                .join()
+                .map_err(|_| anyhow::anyhow!("the {method} panicked"))??;
+            ensure!(
+                written.status < 300,
+                "{method}: {} {}",
+                written.status,
+                written.body
+            );
+            Ok(())
         })?;
-        session.run("COMMIT;")?;
-        let created = post.join().map_err(|_| anyhow::anyhow!("the POST panicked"))??;
-        ensure!(created.status == 201, "{} {}", created.status, created.body);
-        Ok(())
-    })?;
-    let received = receiver.wait_for(10, |r| got(r, "During the release"))?;
-    ensure!(received.iter().all(|r| r.signature_valid));
-    let requests: i64 = app.sql("SELECT requests FROM dispatcher")?.parse()?;
-    ensure!(requests > requests_before, "no hand-off was counted");
-    app.wait_until_no_dispatch()
+        let received = receiver.wait_for(10, |r| got(r, "During the release"))?;
+        ensure!(received.iter().all(|r| r.signature_valid));
+        let requests: i64 = app.sql("SELECT requests FROM dispatcher")?.parse()?;
+        ensure!(requests > requests_before, "{method}: no hand-off was counted");
+        app.wait_until_no_dispatch()?;
+    }
+    Ok(())
 }
