@@ -466,12 +466,16 @@ const DISABLE_SUBSCRIPTION: &str = concat!(
 );
 
 /// `$1` retention in seconds, `$2` how many: deletes the oldest delivered notifications older
-/// than the retention, with their deliveries and attempts (`ON DELETE CASCADE`).
+/// than the retention, with their deliveries and attempts (`ON DELETE CASCADE`). A deletion
+/// whose event is not erased yet stays: it is the row `ERASE_DELETED` finds the event by, so
+/// without it the content of the event's other notifications (one still pending, then failed,
+/// which retention keeps) would never be erased.
 const DELETE_EXPIRED: &str = "
     DELETE FROM notifications WHERE id IN (
         SELECT id FROM notifications
         WHERE status = 'delivered'
           AND created_at < (now() AT TIME ZONE 'utc') - make_interval(secs => $1::float8)
+          AND NOT (type = 'event.deleted' AND title IS NOT NULL)
         ORDER BY created_at
         LIMIT $2
     )";

@@ -873,6 +873,87 @@ fn fan_out_erases_a_deleted_event_with_nothing_left_to_send() -> TestResult {
     Ok(())
 }
 
+/// A deletion past `retention_days` whose event still has a notification pending is kept, with
+/// the event's content, until the housekeeping erases the event (once none of its notifications
+/// is pending), and only then goes. Deleted first, it would take with it the one row that says
+/// the event is gone, and the pending notification's content would stay for good.
+#[e2e::test]
+fn retention_keeps_a_deletion_until_its_event_is_erased() -> TestResult {
+    // 0.0001 days: 8.64 s.
+    let app = App::start_with(postgres(), |options| {
+        options
+            .variable("retention_days", "0.0001")
+            .variable("delivery_schedule", "1h")
+    })?;
+    let failing = WebhookReceiver::answering(Answer::Status(500));
+    app.subscribe(&failing, Some(&["event.created"]))?;
+    let witness = app.create("witness", "2024-11-15")?;
+    let lingering = app.create("lingering", "2024-11-15")?;
+    failing.wait_for(10, |r| r.len() == 2)?;
+    let deleted = app.send("DELETE", &format!("/events/{}", lingering["id"]), &[], None)?;
+    ensure!(deleted.status == 204, "delete: {}", deleted.status);
+    let notification_of = |event: &Value, kind: &str| -> Result<i64> {
+        Ok(app
+            .sql(&format!(
+                "SELECT id FROM notifications WHERE event_id = {} AND type = '{kind}'",
+                event["id"]
+            ))?
+            .parse()?)
+    };
+    let created = notification_of(&lingering, "event.created")?;
+    let deletion = notification_of(&lingering, "event.deleted")?;
+    let fanned_out = wait_for_resource(&app, &format!("/notifications/{deletion}"), 10, |n| {
+        n["status"] != "pending"
+    })?;
+    assert_eq!(fanned_out["status"], "delivered");
+    assert_eq!(fanned_out["data"]["title"], "lingering");
+    // Nobody takes an update: delivered at fan-out, after the deletion, its going shows that a
+    // housekeeping ran with both past the retention.
+    let patched = app.send(
+        "PATCH",
+        &format!("/events/{}", witness["id"]),
+        &[("content-type", "application/json")],
+        Some(r#"{"title": "witness, patched"}"#),
+    )?;
+    ensure!(patched.status == 200, "patch: {}", patched.status);
+    let update = notification_of(&witness, "event.updated")?;
+
+    // Past the retention: the update goes, the deletion stays with its content, since its
+    // event's creation is still pending.
+    let age: f64 = app
+        .sql(&format!(
+            "SELECT extract(epoch FROM (now() AT TIME ZONE 'utc') - created_at) FROM notifications WHERE id = {update}"
+        ))?
+        .parse()?;
+    std::thread::sleep(Duration::from_secs_f64((8.64 - age).max(0.0) + 0.5));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.count(&format!("notifications WHERE id = {update}"))? > 0 {
+        ensure!(Instant::now() < deadline, "the delivered update was kept");
+        app.dispatch()?;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let kept = app.get(&format!("/notifications/{deletion}"))?.json()?;
+    assert_eq!(kept["data"]["title"], "lingering", "{kept:#}");
+
+    // The creation fails: the housekeeping erases the event, then the deletion goes.
+    fail_last_attempt_now(&app, created)?;
+    app.dispatch_until(10, |n| n["data"].is_null(), created)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.count(&format!("notifications WHERE id = {deletion}"))? > 0 {
+        ensure!(Instant::now() < deadline, "the erased deletion was kept");
+        app.dispatch()?;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        app.count(&format!(
+            "notifications WHERE event_id = {} AND (title IS NOT NULL OR description IS NOT NULL)",
+            lingering["id"]
+        ))?,
+        0
+    );
+    Ok(())
+}
+
 /// Deleting a subscription while a dispatch has attempts to it in flight drops its
 /// deliveries, pending ones included, leaves its notifications' statuses right, and neither
 /// fails nor holds up the dispatch: the in-flight results are simply not recorded.
