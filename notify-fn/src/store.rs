@@ -184,9 +184,14 @@ const GET_NOTIFICATION: &str = concat!(
 );
 
 /// `$1` id: starts its failed deliveries again from the first attempt, unless its content was
-/// erased; whether it exists, and whether it was erased.
+/// erased; whether it exists, and whether it was erased. The notification is locked first and
+/// `erased` read from its newest version: an erasure in progress (`ERASE_DELETED`) is waited
+/// for and then refuses the redelivery, and an erasure that comes later skips the event while
+/// this redelivery holds the row or has made it pending.
 const REDELIVER: &str = concat!(
-    "WITH target AS (SELECT id, title IS NULL AS erased FROM notifications WHERE id = $1),
+    "WITH target AS (
+        SELECT id, title IS NULL AS erased FROM notifications WHERE id = $1 FOR NO KEY UPDATE
+    ),
     restarted AS (
         UPDATE deliveries d SET status = 'pending', failures = 0,
             next_attempt_at = (now() AT TIME ZONE 'utc'), leased_until = NULL, claim = NULL
@@ -484,14 +489,31 @@ const DELETE_EXPIRED: &str = "
 /// deleted event once none of them is pending (the `event.deleted` notification says the event
 /// is gone; notify-fn never reads events). What fan-out could not erase at once: a deletion
 /// that got deliveries, or whose event then had a notification pending or failed.
+///
+/// `candidates` are such events as of the statement's snapshot; `locked`, their notifications
+/// locked and re-checked as not pending in their newest versions (`SKIP LOCKED`: one that
+/// `REDELIVER` holds is passed over); `settled`, the events all of whose notifications were
+/// locked. An event with a notification redelivered meanwhile (pending again, or held) is left
+/// for a later round, which finds it pending and waits until it is delivered or failed again:
+/// a notification that is to be sent never loses its content.
 const ERASE_DELETED: &str = "
-    WITH settled AS (
+    WITH candidates AS (
         SELECT d.event_id FROM notifications d
         WHERE d.type = 'event.deleted' AND d.title IS NOT NULL AND d.fanned_out_at IS NOT NULL
           AND NOT EXISTS (
               SELECT 1 FROM notifications p WHERE p.event_id = d.event_id AND p.status = 'pending'
           )
         LIMIT $1
+    ),
+    locked AS (
+        SELECT n.id, n.event_id FROM notifications n JOIN candidates c ON n.event_id = c.event_id
+        WHERE n.status <> 'pending'
+        FOR NO KEY UPDATE OF n SKIP LOCKED
+    ),
+    settled AS (
+        SELECT c.event_id FROM candidates c
+        WHERE (SELECT count(*) FROM locked l WHERE l.event_id = c.event_id)
+            = (SELECT count(*) FROM notifications n WHERE n.event_id = c.event_id)
     )
     UPDATE notifications n SET title = NULL, description = NULL
     FROM settled WHERE n.event_id = settled.event_id AND n.title IS NOT NULL";

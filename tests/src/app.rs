@@ -171,6 +171,27 @@ impl App {
     pub fn count(&self, table: &str) -> Result<i64> {
         Ok(self.sql(&format!("SELECT count(*) FROM {table}"))?.parse()?)
     }
+
+    /// Statements of `role` (a function's) waiting for a lock in the app's database.
+    pub fn waiting(&self, role: Role) -> Result<i64> {
+        Ok(self
+            .sql(&format!(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND usename = '{}' AND wait_event_type = 'Lock'",
+                role.name()
+            ))?
+            .parse()?)
+    }
+}
+
+/// Waits until `done`, looking every 20 ms, or fails after `seconds` naming `what`.
+pub fn eventually(seconds: u64, what: &str, mut done: impl FnMut() -> Result<bool>) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !done()? {
+        ensure!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
 }
 
 /// The database a connection URL names.

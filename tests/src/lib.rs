@@ -12,7 +12,9 @@ mod runtime;
 mod stub;
 mod suite;
 
-pub use app::{App, DELIVERY_TIMEOUT_MS, NOTIFY_TOKEN, TOKEN, app_options, assert_problem, database_name};
+pub use app::{
+    App, DELIVERY_TIMEOUT_MS, NOTIFY_TOKEN, TOKEN, app_options, assert_problem, database_name, eventually,
+};
 pub use devhost::{Devhost, DevhostOptions, HttpResponse};
 pub use postgres::{Postgres, Role, Session};
 pub use runtime::{Runtime, devhost_binary};

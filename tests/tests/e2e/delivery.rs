@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use e2e::{
-    Answer, App, Devhost, DevhostOptions, Framing, Received, TestResult, WebhookReceiver, app_options,
-    assert_problem, database_name, postgres,
+    Answer, App, Devhost, DevhostOptions, Framing, Received, Role, TestResult, WebhookReceiver, app_options,
+    assert_problem, database_name, eventually, postgres,
 };
 use serde_json::{Value, json};
 use standardwebhooks::Webhook;
@@ -951,6 +951,125 @@ fn retention_keeps_a_deletion_until_its_event_is_erased() -> TestResult {
         ))?,
         0
     );
+    Ok(())
+}
+
+/// Events titled `titles`, created while `failing` (subscribed to creations, answering 500
+/// with a schedule of "1h") makes each creation fail, then deleted together; their deletions
+/// fanned out (nobody takes them) and not erased, since the creations could be redelivered, and
+/// no housekeeping run since (the dispatch that fans them out does its housekeeping first).
+/// Each event's id and its creation's.
+fn deleted_after_failed_creations(
+    app: &App,
+    failing: &WebhookReceiver,
+    titles: &[&str],
+) -> Result<Vec<(i64, i64)>> {
+    let notification_of = |id: i64, kind: &str| -> Result<i64> {
+        Ok(app
+            .sql(&format!(
+                "SELECT id FROM notifications WHERE event_id = {id} AND type = '{kind}'"
+            ))?
+            .parse()?)
+    };
+    let mut events = Vec::new();
+    for title in titles {
+        let id = app.create(title, "2024-11-15")?["id"].as_i64().context("id")?;
+        let created = notification_of(id, "event.created")?;
+        failing.wait_for(10, |r| r.iter().any(|r| r.json()["data"]["title"] == *title))?;
+        fail_last_attempt_now(app, created)?;
+        events.push((id, created));
+    }
+    app.wait_until_no_dispatch()?;
+    hold_dispatch(app)?;
+    for (id, _) in &events {
+        let deleted = app.send("DELETE", &format!("/events/{id}"), &[], None)?;
+        ensure!(deleted.status == 204, "delete: {}", deleted.status);
+    }
+    let_dispatch(app)?;
+    for ((id, _), title) in events.iter().zip(titles) {
+        let deletion = notification_of(*id, "event.deleted")?;
+        let fanned_out = wait_for_resource(app, &format!("/notifications/{deletion}"), 10, |n| {
+            n["status"] != "pending"
+        })?;
+        ensure!(fanned_out["data"]["title"] == *title, "{fanned_out:#}");
+    }
+    Ok(events)
+}
+
+/// A redelivery that comes while the housekeeping erases the event (played here in a session
+/// of the test's, with the erasure's update, stopped before it commits) waits for the erasure
+/// and is then refused: nothing is made pending without its content.
+#[e2e::test]
+fn a_redelivery_during_an_erasure_is_refused() -> TestResult {
+    let app = App::start_with(postgres(), |options| options.variable("delivery_schedule", "1h"))?;
+    let failing = WebhookReceiver::answering(Answer::Status(500));
+    app.subscribe(&failing, Some(&["event.created"]))?;
+    let [(id, created)] = deleted_after_failed_creations(&app, &failing, &["erased"])?[..] else {
+        anyhow::bail!("one event expected")
+    };
+    let mut erasure = postgres().session(&app.database)?;
+    erasure.run(&format!(
+        "BEGIN;
+         UPDATE notifications SET title = NULL, description = NULL
+         WHERE event_id = {id} AND title IS NOT NULL;"
+    ))?;
+    std::thread::scope(|scope| -> Result<()> {
+        let redelivery =
+            scope.spawn(|| app.send("POST", &format!("/notifications/{created}/redeliver"), &[], None));
+        eventually(10, "the redelivery waits for the erasure", || {
+            Ok(app.waiting(Role::NotifyFn)? == 1)
+        })?;
+        erasure.run("COMMIT;")?;
+        let answer = redelivery
+            .join()
+            .map_err(|_| anyhow::anyhow!("the redelivery panicked"))??;
+        assert_problem(&answer, 409, &[])?;
+        Ok(())
+    })?;
+    let notification = app.get(&format!("/notifications/{created}"))?.json()?;
+    assert_eq!(notification["status"], "failed", "{notification:#}");
+    assert_eq!(notification["data"], Value::Null);
+    Ok(())
+}
+
+/// A redelivery in progress (played here in a session of the test's, with the redelivery's
+/// statements, stopped before it commits) keeps the housekeeping from erasing its event, which
+/// erases the other deleted events meanwhile. Once committed, the redelivery is sent with the
+/// event's content, and only then is the event erased.
+#[e2e::test]
+fn an_erasure_passes_over_an_event_being_redelivered() -> TestResult {
+    let app = App::start_with(postgres(), |options| options.variable("delivery_schedule", "1h"))?;
+    let failing = WebhookReceiver::answering(Answer::Status(500));
+    app.subscribe(&failing, Some(&["event.created"]))?;
+    let [(_, created), (_, other)] =
+        deleted_after_failed_creations(&app, &failing, &["redelivered", "other"])?[..]
+    else {
+        anyhow::bail!("two events expected")
+    };
+    let mut redelivery = postgres().session(&app.database)?;
+    redelivery.run(&format!(
+        "BEGIN;
+         SELECT id FROM notifications WHERE id = {created} FOR NO KEY UPDATE;
+         UPDATE deliveries SET status = 'pending', failures = 0,
+             next_attempt_at = (now() AT TIME ZONE 'utc'), leased_until = NULL, claim = NULL
+         WHERE notification_id = {created} AND status = 'failed';
+         UPDATE notifications
+         SET pending_deliveries = pending_deliveries + 1, failed_deliveries = failed_deliveries - 1
+         WHERE id = {created};"
+    ))?;
+    // The housekeeping at the start of a dispatch erases the other event, not this one.
+    app.dispatch_until(10, |n| n["data"].is_null(), other)?;
+    let kept = app.get(&format!("/notifications/{created}"))?.json()?;
+    assert_eq!(kept["data"]["title"], "redelivered", "{kept:#}");
+
+    failing.script(&[Answer::Status(204)]);
+    redelivery.run("COMMIT;")?;
+    let delivered = app.dispatch_until(10, |n| n["status"] == "delivered", created)?;
+    assert_eq!(delivered["data"]["title"], "redelivered", "{delivered:#}");
+    let sent = failing.received();
+    let last = sent.last().context("the redelivery was not sent")?;
+    assert_eq!(last.json()["data"]["title"], "redelivered");
+    app.dispatch_until(10, |n| n["data"].is_null(), created)?;
     Ok(())
 }
 

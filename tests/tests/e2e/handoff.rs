@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use e2e::{
     Answer, App, HttpResponse, NOTIFY_TOKEN, Received, Role, StubServer, TestResult, WebhookReceiver,
-    postgres,
+    eventually, postgres,
 };
 use serde_json::json;
 
@@ -75,30 +75,9 @@ fn writes_answer_before_the_hand_off() -> TestResult {
     Ok(())
 }
 
-/// Waits until `done` holds, or fails naming `what` after `seconds`.
-fn eventually(seconds: u64, what: &str, mut done: impl FnMut() -> Result<bool>) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    while !done()? {
-        ensure!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
-}
-
 /// The dispatcher lease's holder ("" when nobody holds it).
 fn holder(app: &App) -> Result<String> {
     app.sql("SELECT coalesce(holder, '') FROM dispatcher")
-}
-
-/// Statements of `role` (a function's) waiting for a lock in the app's database.
-fn waiting(app: &App, role: Role) -> Result<i64> {
-    Ok(app
-        .sql(&format!(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND usename = '{}' AND wait_event_type = 'Lock'",
-            role.name()
-        ))?
-        .parse()?)
 }
 
 /// The app with a subscribed receiver, and the lease given to `holder` until now `until` (an
@@ -175,7 +154,7 @@ fn a_release_waits_for_a_write_that_saw_the_lease() -> TestResult {
         });
         // The write has read the lease (held) and waits for the event's row.
         eventually(10, "the write waits for the event's row", || {
-            Ok(waiting(&app, Role::EventFn)? == 1)
+            Ok(app.waiting(Role::EventFn)? == 1)
         })?;
         // The attempt times out, its retry is delivered: the holder is idle and tries to give
         // the lease up, again and again, while the write is uncommitted.
@@ -191,7 +170,7 @@ fn a_release_waits_for_a_write_that_saw_the_lease() -> TestResult {
         let mut attempt_log = postgres().session(&app.database)?;
         attempt_log.run("BEGIN; LOCK TABLE delivery_attempts IN SHARE MODE;")?;
         eventually(10, "the holder waits for the attempt log", || {
-            Ok(waiting(&app, Role::NotifyFn)? == 1)
+            Ok(app.waiting(Role::NotifyFn)? == 1)
         })?;
         session.run("COMMIT;")?;
         let patched = patch
@@ -247,7 +226,7 @@ fn a_write_during_a_release_hands_off() -> TestResult {
                 _ => app.send("DELETE", &format!("/events/{id}"), &[], None),
             });
             eventually(10, "the write waits for the release", || {
-                Ok(waiting(&app, Role::EventFn)? == 1)
+                Ok(app.waiting(Role::EventFn)? == 1)
             })?;
             session.run("COMMIT;")?;
             let written = write
