@@ -17,6 +17,10 @@
 --   the claim: the claim waits for a concurrent first use of the key to commit and leaves it
 --   locked, so the replay always finds it (event-fn no longer has to call again).
 --
+-- Deploy order: this migration before the event-fn that needs it (as for any schema change):
+-- that event-fn calls create_event once, and against sql/009's function a concurrent first use
+-- of a key would be a 503 instead of a second call.
+--
 -- The rules of sql/009_write_functions.sql hold: every function returns exactly one row (Spin
 -- 4.0.0-4.0.2 never returns from a query that returns none), and a write that finds the lease
 -- live holds the dispatcher row FOR SHARE until it commits, so notify-fn's release waits for it.
@@ -36,8 +40,9 @@ DECLARE
 BEGIN
     v_dispatching := EXISTS (
         SELECT FROM dispatcher WHERE holder IS NOT NULL AND held_until >= v_at FOR SHARE);
-    -- The sequence of events' identity, named by sql/001_events.sql (pg_get_serial_sequence, as
-    -- in sql/009_write_functions.sql, looked it up in the catalog on every create).
+    -- PostgreSQL's name for the sequence of events' identity column (sql/001_events.sql);
+    -- pg_get_serial_sequence, as in sql/009_write_functions.sql, looked it up in the catalog on
+    -- every create.
     v_id := nextval('events_id_seq');
     IF p_key IS NOT NULL THEN
         -- A key older than 24 hours is free again.

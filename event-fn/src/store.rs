@@ -96,9 +96,9 @@ const LIST_EVENTS: &str = "
     ) AS page ON true
     ORDER BY page.date, page.id";
 
-// The writes call functions of sql/011_write_functions_lease_first.sql (first in
-// sql/009_write_functions.sql: one call each, its statements planned once per pooled connection
-// instead of on every request), where what each returns is documented.
+// The writes call create_event, update_event and delete_event (sql/011_write_functions_lease_first.sql,
+// which replaced sql/009_write_functions.sql's), where what each returns is documented: one call
+// each, its statements planned once per pooled connection instead of on every request.
 
 /// `$1` title, `$2` description, `$3` date, `$4` idempotency key (or NULL), `$5` the request's
 /// fingerprint, `$6` the notification's type, `$7`-`$10` start time, end time, time zone, end
