@@ -187,13 +187,15 @@ const GET_NOTIFICATION: &str = concat!(
 /// erased; whether it exists, and whether it was erased. `failed`: its failed deliveries,
 /// locked first, in the order every writer takes (deliveries, then their notification's
 /// counters), so no lock cycle; `target`: then the notification, locked and `erased` read from
-/// its newest version (the join makes `failed` run before the lock). So an erasure under way
-/// (`ERASE_DELETED`) is waited for and then refuses the redelivery, and an erasure that comes
-/// later skips the event while this redelivery holds the row or has made it pending.
+/// its newest version (the join makes `failed` run before the lock; `OF n`, since the row of
+/// an aggregate cannot be locked). Two redeliveries of one notification lock its deliveries in
+/// the same order (`ORDER BY id`). So an erasure under way (`ERASE_DELETED`) is waited for and
+/// then refuses the redelivery, and an erasure that comes later skips the event while this
+/// redelivery holds the row or has made it pending.
 const REDELIVER: &str = concat!(
     "WITH failed AS (
         SELECT id FROM deliveries WHERE notification_id = $1 AND status = 'failed'
-        FOR NO KEY UPDATE
+        ORDER BY id FOR NO KEY UPDATE
     ),
     target AS (
         SELECT n.id, n.title IS NULL AS erased

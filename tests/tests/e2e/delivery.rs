@@ -965,6 +965,7 @@ fn a_migration_erases_what_an_earlier_retention_left() -> TestResult {
     let left = id_of(&app.create("left behind", "2024-11-15")?)?;
     let live = id_of(&app.create("live", "2024-11-15")?)?;
     settle(&app, 10)?;
+    app.wait_until_no_dispatch()?;
     hold_dispatch(&app)?;
     let waiting = id_of(&app.create("waiting", "2024-11-15")?)?;
     app.sql(&format!("DELETE FROM events WHERE id IN ({left}, {waiting})"))?;
