@@ -2,9 +2,11 @@
 -- one statement of CTEs: same parameters, same result columns, same effects; CREATE OR REPLACE
 -- keeps their owner and privileges (executable by event_fn alone).
 --
--- Why: PostgreSQL time of a create, pgbench (prepared per execution, as Spin does), 2026-12-01:
--- one statement of CTEs 0.32-0.36 ms, these 0.29-0.30 ms, a plain insert 0.18-0.26 ms; with 32
--- clients 3,600-4,200 creates/s against 4,250-4,800 (a plain insert 6,300-6,850).
+-- Why: PostgreSQL time of a create, pgbench (prepared per execution, as Spin does), 2026-12-01,
+-- three rounds alternated: 0.23-0.30 ms with sql/009's function, 0.22-0.28 ms with this one, a
+-- plain insert 0.17-0.21 ms; with 32 clients 4,400-5,600 creates/s against 5,800-6,100 (a plain
+-- insert 9,500-11,000). End to end (bench/run) the difference is within the run-to-run spread:
+-- bench/README.md, "The write functions as statements in order".
 -- - A create without an idempotency key (almost every create) runs only the insert of the event
 --   and its notification: the key's claim and the replay look-up were part of every create's
 --   plan and ran on every create.
