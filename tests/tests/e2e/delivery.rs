@@ -149,6 +149,16 @@ fn fail_last_attempt_now(app: &App, notification: i64) -> Result<()> {
     Ok(())
 }
 
+/// The notification of type `kind` of the event `event_id` (an event has one of each kind in
+/// these tests).
+fn notification_of(app: &App, event_id: impl std::fmt::Display, kind: &str) -> Result<i64> {
+    Ok(app
+        .sql(&format!(
+            "SELECT id FROM notifications WHERE event_id = {event_id} AND type = '{kind}'"
+        ))?
+        .parse()?)
+}
+
 /// The deliveries of every notification to the subscription with `url`, oldest first, each
 /// as `GET /notifications/{id}` shows it.
 fn deliveries_to(app: &App, url: &str) -> Result<Vec<Value>> {
@@ -757,12 +767,7 @@ fn housekeeping_keeps_pace_during_a_long_dispatch() -> TestResult {
         204
     );
     healthy.wait_for(10, |r| r.len() == 4)?;
-    let created_gone: i64 = app
-        .sql(&format!(
-            "SELECT id FROM notifications WHERE event_id = {} AND type = 'event.created'",
-            gone["id"]
-        ))?
-        .parse()?;
+    let created_gone = notification_of(&app, &gone["id"], "event.created")?;
     let erased = wait_for_resource(&app, &format!("/notifications/{created_gone}"), 10, |n| {
         n["data"].is_null()
     })?;
@@ -786,14 +791,6 @@ fn fan_out_erases_a_deleted_event_with_nothing_left_to_send() -> TestResult {
     let app = App::start_with(postgres(), |options| options.variable("delivery_schedule", "1h"))?;
     let receiver = WebhookReceiver::start();
     app.subscribe(&receiver, Some(&["event.created"]))?;
-    let notification_of = |event: &Value, kind: &str| -> Result<i64> {
-        Ok(app
-            .sql(&format!(
-                "SELECT id FROM notifications WHERE event_id = {} AND type = '{kind}'",
-                event["id"]
-            ))?
-            .parse()?)
-    };
     let delete = |event: &Value| -> Result<()> {
         let response = app.send("DELETE", &format!("/events/{}", event["id"]), &[], None)?;
         ensure!(response.status == 204, "delete: {}", response.status);
@@ -801,12 +798,12 @@ fn fan_out_erases_a_deleted_event_with_nothing_left_to_send() -> TestResult {
     };
 
     let settled = app.create("settled", "2024-11-15")?;
-    let settled_created = notification_of(&settled, "event.created")?;
+    let settled_created = notification_of(&app, &settled["id"], "event.created")?;
     wait_for_resource(&app, &format!("/notifications/{settled_created}"), 10, |n| {
         n["status"] == "delivered"
     })?;
     delete(&settled)?;
-    let settled_deleted = notification_of(&settled, "event.deleted")?;
+    let settled_deleted = notification_of(&app, &settled["id"], "event.deleted")?;
     let fanned_out = wait_for_resource(&app, &format!("/notifications/{settled_deleted}"), 10, |n| {
         n["status"] != "pending"
     })?;
@@ -834,8 +831,8 @@ fn fan_out_erases_a_deleted_event_with_nothing_left_to_send() -> TestResult {
     let unsettled = app.create("unsettled", "2024-11-15")?;
     failing.wait_for(10, |r| r.len() == 1)?;
     delete(&unsettled)?;
-    let unsettled_created = notification_of(&unsettled, "event.created")?;
-    let unsettled_deleted = notification_of(&unsettled, "event.deleted")?;
+    let unsettled_created = notification_of(&app, &unsettled["id"], "event.created")?;
+    let unsettled_deleted = notification_of(&app, &unsettled["id"], "event.deleted")?;
     let fanned_out = wait_for_resource(&app, &format!("/notifications/{unsettled_deleted}"), 10, |n| {
         n["status"] != "pending"
     })?;
@@ -857,10 +854,10 @@ fn fan_out_erases_a_deleted_event_with_nothing_left_to_send() -> TestResult {
     // either, only by the housekeeping.
     let failed = app.create("failed", "2024-11-15")?;
     failing.wait_for(10, |r| r.len() == 3)?;
-    let failed_created = notification_of(&failed, "event.created")?;
+    let failed_created = notification_of(&app, &failed["id"], "event.created")?;
     fail_last_attempt_now(&app, failed_created)?;
     delete(&failed)?;
-    let failed_deleted = notification_of(&failed, "event.deleted")?;
+    let failed_deleted = notification_of(&app, &failed["id"], "event.deleted")?;
     let fanned_out = wait_for_resource(&app, &format!("/notifications/{failed_deleted}"), 10, |n| {
         n["status"] != "pending"
     })?;
@@ -892,16 +889,8 @@ fn retention_keeps_a_deletion_until_its_event_is_erased() -> TestResult {
     failing.wait_for(10, |r| r.len() == 2)?;
     let deleted = app.send("DELETE", &format!("/events/{}", lingering["id"]), &[], None)?;
     ensure!(deleted.status == 204, "delete: {}", deleted.status);
-    let notification_of = |event: &Value, kind: &str| -> Result<i64> {
-        Ok(app
-            .sql(&format!(
-                "SELECT id FROM notifications WHERE event_id = {} AND type = '{kind}'",
-                event["id"]
-            ))?
-            .parse()?)
-    };
-    let created = notification_of(&lingering, "event.created")?;
-    let deletion = notification_of(&lingering, "event.deleted")?;
+    let created = notification_of(&app, &lingering["id"], "event.created")?;
+    let deletion = notification_of(&app, &lingering["id"], "event.deleted")?;
     let fanned_out = wait_for_resource(&app, &format!("/notifications/{deletion}"), 10, |n| {
         n["status"] != "pending"
     })?;
@@ -916,7 +905,7 @@ fn retention_keeps_a_deletion_until_its_event_is_erased() -> TestResult {
         Some(r#"{"title": "witness, patched"}"#),
     )?;
     ensure!(patched.status == 200, "patch: {}", patched.status);
-    let update = notification_of(&witness, "event.updated")?;
+    let update = notification_of(&app, &witness["id"], "event.updated")?;
 
     // Past the retention: the update goes, the deletion stays with its content, since its
     // event's creation is still pending.
@@ -992,17 +981,10 @@ fn deleted_after_failed_creations(
     failing: &WebhookReceiver,
     titles: &[&str],
 ) -> Result<Vec<(i64, i64)>> {
-    let notification_of = |id: i64, kind: &str| -> Result<i64> {
-        Ok(app
-            .sql(&format!(
-                "SELECT id FROM notifications WHERE event_id = {id} AND type = '{kind}'"
-            ))?
-            .parse()?)
-    };
     let mut events = Vec::new();
     for title in titles {
         let id = app.create(title, "2024-11-15")?["id"].as_i64().context("id")?;
-        let created = notification_of(id, "event.created")?;
+        let created = notification_of(app, id, "event.created")?;
         failing.wait_for(10, |r| r.iter().any(|r| r.json()["data"]["title"] == *title))?;
         fail_last_attempt_now(app, created)?;
         events.push((id, created));
@@ -1015,7 +997,7 @@ fn deleted_after_failed_creations(
     }
     let_dispatch(app)?;
     for ((id, _), title) in events.iter().zip(titles) {
-        let deletion = notification_of(*id, "event.deleted")?;
+        let deletion = notification_of(app, id, "event.deleted")?;
         let fanned_out = wait_for_resource(app, &format!("/notifications/{deletion}"), 10, |n| {
             n["status"] != "pending"
         })?;
