@@ -26,6 +26,9 @@ def parse(argv: list[str] | None = None) -> Settings:
     parser.add_argument("--runtime", metavar="CMD",
                         help="start the app and the floor with this up-compatible command instead of devhost, "
                              "run as CMD --from FILE --listen ADDR (e.g. \"spin up\")")
+    parser.add_argument("--floor", choices=("plain", "outbox"), default="plain",
+                        help="plain: the floor's writes change the event only; outbox: each also inserts its "
+                             "notification row into the app's outbox, as the app's write commits it (plain)")
     parser.add_argument("--base-url", help="drive this running deployment instead of starting anything")
     parser.add_argument("--token", help="its API bearer token (required with --base-url)")
     parser.add_argument("--duration", type=int, help="whole seconds per measured run (10; smoke 1)")
@@ -48,9 +51,11 @@ def parse(argv: list[str] | None = None) -> Settings:
         parser.error(f"unknown scenarios {unknown}: choose among {', '.join([*SCENARIOS, ISOLATION])}")
     if args.base_url and args.runtime:
         parser.error("--runtime starts the app; --base-url drives one already running: give one of them")
+    if args.base_url and args.floor != "plain":
+        parser.error("--floor needs the bench to start the floor: not with --base-url")
     smoke = args.smoke
     return Settings(
-        smoke=smoke, base_url=args.base_url, token=args.token, runtime=args.runtime,
+        smoke=smoke, base_url=args.base_url, token=args.token, runtime=args.runtime, floor=args.floor,
         # Issue 16: the smoke runs devhost with DEVHOST_EMPTY_QUERY_TRAP=1 (a query that returns no
         # rows traps, as Spin 4.0.0-4.0.2 hang on one), so a new query that can return nothing
         # fails CI.

@@ -15,6 +15,11 @@ from .common import ROOT, log
 from .scenarios import SCENARIOS
 
 
+# How the report names the floor of `--floor`.
+FLOOR_KIND = {"plain": "",
+              "outbox": ", whose writes also insert their notification rows into the app's outbox (--floor outbox)"}
+
+
 def find(results: list[dict], server: str, scenario: str | None, connections: int) -> dict | None:
     return next((r for r in results if r["server"] == server and r["scenario"] == scenario
                  and r["connections"] == connections and "rps" in r), None)
@@ -53,7 +58,7 @@ def document(settings, runtime: str, results: list[dict], measurements: dict, ch
         "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "cpu": cpu_model(),
                     "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)},
         "load_generator": wrk.version(),
-        "settings": {"duration_s": settings.duration, "warmup_s": settings.warmup,
+        "settings": {"floor": settings.floor, "duration_s": settings.duration, "warmup_s": settings.warmup,
                      "connections": settings.connections, "events": settings.events,
                      "scale_events": settings.scale_events, "empty_query_trap": settings.empty_query_trap},
         "scenarios": {name: s.description for name, s in SCENARIOS.items()},
@@ -131,7 +136,8 @@ def markdown(doc: dict) -> str:
         f"{doc['settings']['duration_s']} s per run after {doc['settings']['warmup_s']} s warm-up; "
         f"load average {load('load_average_at_start')} at start, {load('load_average_at_end')} at end.",
         "",
-        f"App on {doc['runtime']} against the floor on {doc['runtime']} (same data, one server loaded at a time, in turn in 2-s slices of each run):",
+        f"App on {doc['runtime']} against the floor on {doc['runtime']}{FLOOR_KIND[doc['settings']['floor']]} "
+        "(same data, one server loaded at a time, in turn in 2-s slices of each run):",
         "",
         "| scenario | conn | app req/s | floor req/s | app ÷ floor | app p50 ms | floor p50 ms | ÷ | app p99 ms "
         "| floor p99 ms | ÷ | app ÷ native req/s |",

@@ -126,6 +126,8 @@ class Settings:
     base_url: str | None
     token: str | None
     runtime: str | None
+    # "plain", or "outbox": the floor's writes also insert their notification rows.
+    floor: str
     empty_query_trap: bool
     duration: int
     warmup: int
@@ -194,6 +196,7 @@ class Run:
             self.measure_notifications(app.base_url)
             self.load(self.chosen(MIX), Loaded("app", app, app.base_url, dbs.app),
                       Loaded("floor", floor, floor.base_url, dbs.floor))
+        self.check_floor_outbox(dbs.floor)
         if self.settings.scenarios is None or ISOLATION in self.settings.scenarios:
             self.measure_isolation()
         with start_native(self.event_fn_url(dbs.native), self.token, False, self.workdir) as native:
@@ -253,8 +256,20 @@ class Run:
 
     def start_floor(self, database: str) -> Server:
         variables = {"db_url": self.event_fn_url(database), "db_host": "127.0.0.1",
-                     "db_port": str(self.postgres.port)}
+                     "db_port": str(self.postgres.port),
+                     "outbox": "true" if self.settings.floor == "outbox" else "false"}
         return self.runtime.start("floor", FLOOR_MANIFEST, variables, self.workdir)
+
+    def check_floor_outbox(self, database: str) -> None:
+        """The floor wrote what `--floor` says: a notification row per write with `outbox`, none
+        without (nothing else writes notifications in the floor's database)."""
+        if not any(SCENARIOS[name].writes for name in self.chosen(MIX)):
+            self.check("floor_outbox", "skipped", "no write scenario ran")
+            return
+        rows = int(self.postgres.psql(database, "SELECT count(*) FROM notifications").strip())
+        wanted = self.settings.floor == "outbox"
+        status = "passed" if (rows > 0) == wanted else "failed"
+        self.check("floor_outbox", status, f"--floor {self.settings.floor}: {rows} notification rows in its database")
 
     def find_deep_page(self, base_url: str, database: str) -> None:
         try:

@@ -4,6 +4,11 @@
 //! no authentication, no validation beyond parsing, no notifications; one `Connection::open`
 //! and one statement per request. app ÷ floor is then what the app adds on top of the runtime.
 //!
+//! With the variable `outbox` "true" (`bench/run --floor outbox`), each write's statement also
+//! inserts the change's notification row into the app's outbox (`notifications`), as the app's
+//! write commits it: the cheapest component doing the same atomic work. Nothing fans those rows
+//! out. app ÷ that floor is what the app adds on top of the runtime and its outbox.
+//!
 //!   GET   /events/{id}
 //!   GET   /events?limit=N&q=TEXT&cursor=C     (limit 50 by default; C as event-fn issues it)
 //!   POST  /events         {"title", "description"?, "date"}: a plain insert
@@ -44,43 +49,151 @@ const LIST_EVENTS: &str = "
         LIMIT $4
     ) AS page ON true";
 
-const CREATE_EVENT: &str = "
-    INSERT INTO events (title, description, date) VALUES ($1::text, $2::text, $3::date)
-    RETURNING id, title, description, date, created_at, updated_at";
+/// The event's columns a notification row copies (sql/002_notifications.sql).
+macro_rules! changed_columns {
+    () => {
+        "id, title, description, date, start_time, end_time, time_zone, end_date, created_at, updated_at"
+    };
+}
 
-/// Sets the given fields; a missing id is a row of NULLs.
-const PATCH_EVENT: &str = "
-    WITH patched AS (
-        UPDATE events
-        SET title = COALESCE($2::text, title), date = COALESCE($3::date, date),
-            updated_at = (now() AT TIME ZONE 'utc'), version = version + 1
-        WHERE id = $1
-        RETURNING id, title, description, date, created_at, updated_at
-    )
-    SELECT p.id, p.title, p.description, p.date, p.created_at, p.updated_at
-    FROM (VALUES (1)) AS anchor (one)
-    LEFT JOIN patched AS p ON true";
+/// The CTE that inserts the notification of type `$type` of the event that CTE `$changed`
+/// returns, as the app's write functions do (sql/011_write_functions_lease_first.sql).
+macro_rules! notification_row {
+    ($type:literal, $changed:literal) => {
+        concat!(
+            "outbox AS (
+                INSERT INTO notifications (type, event_id, title, description, date, start_time,
+                                           end_time, time_zone, end_date, event_created_at,
+                                           event_updated_at)
+                SELECT '",
+            $type,
+            "', ",
+            changed_columns!(),
+            " FROM ",
+            $changed,
+            "
+            )"
+        )
+    };
+}
 
-/// Sets every field; a missing id is a row of NULLs.
-const REPLACE_EVENT: &str = "
-    WITH replaced AS (
-        UPDATE events
-        SET title = $2::text, description = $3::text, date = $4::date,
-            start_time = NULL, end_time = NULL, time_zone = NULL, end_date = NULL,
-            updated_at = (now() AT TIME ZONE 'utc'), version = version + 1
-        WHERE id = $1
-        RETURNING id, title, description, date, created_at, updated_at
-    )
-    SELECT r.id, r.title, r.description, r.date, r.created_at, r.updated_at
-    FROM (VALUES (1)) AS anchor (one)
-    LEFT JOIN replaced AS r ON true";
+/// A write's statement without and with its notification row (`outbox`).
+struct Write {
+    plain: &'static str,
+    with_notification: &'static str,
+}
+
+const CREATE_EVENT: Write = Write {
+    plain: "
+        INSERT INTO events (title, description, date) VALUES ($1::text, $2::text, $3::date)
+        RETURNING id, title, description, date, created_at, updated_at",
+    with_notification: concat!(
+        "WITH inserted AS (
+            INSERT INTO events (title, description, date) VALUES ($1::text, $2::text, $3::date)
+            RETURNING ",
+        changed_columns!(),
+        "
+        ), ",
+        notification_row!("event.created", "inserted"),
+        "
+        SELECT id, title, description, date, created_at, updated_at FROM inserted"
+    ),
+};
+
+/// An update of event $1 by `$set`, in CTE `updated`, returning `$returning`, then `$outbox`;
+/// a missing id is a row of NULLs.
+macro_rules! update_event {
+    ($set:literal, $returning:expr, $outbox:expr) => {
+        concat!(
+            "WITH updated AS (
+                UPDATE events
+                SET ",
+            $set,
+            ", updated_at = (now() AT TIME ZONE 'utc'), version = version + 1
+                WHERE id = $1
+                RETURNING ",
+            $returning,
+            "
+            )",
+            $outbox,
+            "
+            SELECT u.id, u.title, u.description, u.date, u.created_at, u.updated_at
+            FROM (VALUES (1)) AS anchor (one)
+            LEFT JOIN updated AS u ON true"
+        )
+    };
+}
+
+/// Sets the given fields.
+macro_rules! patch_event {
+    ($returning:expr, $outbox:expr) => {
+        update_event!(
+            "title = COALESCE($2::text, title), date = COALESCE($3::date, date)",
+            $returning,
+            $outbox
+        )
+    };
+}
+
+/// Sets every field.
+macro_rules! replace_event {
+    ($returning:expr, $outbox:expr) => {
+        update_event!(
+            "title = $2::text, description = $3::text, date = $4::date,
+             start_time = NULL, end_time = NULL, time_zone = NULL, end_date = NULL",
+            $returning,
+            $outbox
+        )
+    };
+}
+
+/// The columns a write without its notification returns: the event as the floor shows it.
+macro_rules! shown_columns {
+    () => {
+        "id, title, description, date, created_at, updated_at"
+    };
+}
+
+/// The notification row of an update, from CTE `updated`.
+macro_rules! updated_notification {
+    () => {
+        concat!(", ", notification_row!("event.updated", "updated"))
+    };
+}
+
+const PATCH_EVENT: Write = Write {
+    plain: patch_event!(shown_columns!(), ""),
+    with_notification: patch_event!(changed_columns!(), updated_notification!()),
+};
+
+const REPLACE_EVENT: Write = Write {
+    plain: replace_event!(shown_columns!(), ""),
+    with_notification: replace_event!(changed_columns!(), updated_notification!()),
+};
 
 /// Deletes the event; a missing id is a row of NULLs.
-const DELETE_EVENT: &str = "
-    WITH deleted AS (DELETE FROM events WHERE id = $1 RETURNING id)
-    SELECT d.id
-    FROM (VALUES (1)) AS anchor (one)
-    LEFT JOIN deleted AS d ON true";
+macro_rules! delete_event {
+    ($returning:expr, $outbox:expr) => {
+        concat!(
+            "WITH deleted AS (DELETE FROM events WHERE id = $1 RETURNING ",
+            $returning,
+            ")",
+            $outbox,
+            "
+            SELECT d.id
+            FROM (VALUES (1)) AS anchor (one)
+            LEFT JOIN deleted AS d ON true"
+        )
+    };
+}
+
+const DELETE_EVENT: Write = Write {
+    plain: delete_event!("id", ""),
+    with_notification: delete_event!(
+        changed_columns!(),
+        concat!(", ", notification_row!("event.deleted", "deleted"))
+    ),
+};
 
 const DEFAULT_LIMIT: i64 = 50;
 
@@ -105,6 +218,22 @@ impl Refusal {
 }
 
 type Reply = Result<Response, Refusal>;
+
+impl Write {
+    /// The statement the variable `outbox` chooses ("true" or "false"), read by writes only.
+    fn statement(&self) -> Result<&'static str, Refusal> {
+        match variables::get("outbox")
+            .map_err(|error| unavailable(&error))?
+            .as_str()
+        {
+            "false" => Ok(self.plain),
+            "true" => Ok(self.with_notification),
+            other => Err(unavailable(&format!(
+                "variable outbox is {other:?}, not true or false"
+            ))),
+        }
+    }
+}
 
 #[derive(Deserialize)]
 struct NewEvent {
@@ -178,7 +307,7 @@ fn list(list: &ListQuery) -> Reply {
 
 fn create(new: &NewEvent) -> Reply {
     let rows = query(
-        CREATE_EVENT,
+        CREATE_EVENT.statement()?,
         &[
             new.title.clone().into(),
             new.description.clone().into(),
@@ -190,7 +319,7 @@ fn create(new: &NewEvent) -> Reply {
 
 fn replace(id: i64, new: &NewEvent) -> Reply {
     let rows = query(
-        REPLACE_EVENT,
+        REPLACE_EVENT.statement()?,
         &[
             id.into(),
             new.title.clone().into(),
@@ -203,12 +332,15 @@ fn replace(id: i64, new: &NewEvent) -> Reply {
 
 fn patch(id: i64, patch: &EventPatch) -> Reply {
     let date = patch.date.as_deref().map(parse_date).transpose()?;
-    let rows = query(PATCH_EVENT, &[id.into(), patch.title.clone().into(), date.into()])?;
+    let rows = query(
+        PATCH_EVENT.statement()?,
+        &[id.into(), patch.title.clone().into(), date.into()],
+    )?;
     one_event(&rows, 200)
 }
 
 fn delete(id: i64) -> Reply {
-    let rows = query(DELETE_EVENT, &[id.into()])?;
+    let rows = query(DELETE_EVENT.statement()?, &[id.into()])?;
     let row = rows.first().ok_or(Refusal::Unavailable)?;
     column::<Option<i64>>(row, 0)?.ok_or(Refusal::NotFound)?;
     Ok(Response::new(204, ()))
@@ -305,6 +437,30 @@ fn decode_cursor(text: &str) -> Option<(NaiveDate, i64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_write_inserts_its_notification_only_with_the_outbox() {
+        for (write, kind) in [
+            (CREATE_EVENT, "'event.created'"),
+            (REPLACE_EVENT, "'event.updated'"),
+            (PATCH_EVENT, "'event.updated'"),
+            (DELETE_EVENT, "'event.deleted'"),
+        ] {
+            assert!(!write.plain.contains("notifications"), "{}", write.plain);
+            assert_eq!(
+                write
+                    .with_notification
+                    .matches("INSERT INTO notifications")
+                    .count(),
+                1
+            );
+            assert!(
+                write.with_notification.contains(kind),
+                "{}",
+                write.with_notification
+            );
+        }
+    }
 
     #[test]
     fn list_query_reads_limit_search_and_cursor() {
