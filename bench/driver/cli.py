@@ -39,8 +39,9 @@ def parse(argv: list[str] | None = None) -> Settings:
     parser.add_argument("--scale-events", type=int, help="events in the scale database (1000000; smoke 20000)")
     parser.add_argument("--scenarios", type=lambda s: s.split(","),
                         help="comma-separated scenarios to run (all; see bench/README.md); isolation only when named")
-    parser.add_argument("--out-dir", type=Path, default=BENCH / "results",
-                        help="where latest.{json,md,png} go (bench/results; smoke: latest-smoke.*)")
+    parser.add_argument("--out-dir", type=Path,
+                        help="where latest.{json,md,png} go (bench/results; smoke: latest-smoke.*; "
+                             "required with --floor outbox, so that bench/results keeps the plain floor's run)")
     args = parser.parse_args(argv)
     if args.base_url is not None and not args.base_url.startswith(("http://", "https://")):
         parser.error("--base-url needs an http:// or https:// URL")
@@ -53,6 +54,8 @@ def parse(argv: list[str] | None = None) -> Settings:
         parser.error("--runtime starts the app; --base-url drives one already running: give one of them")
     if args.base_url and args.floor != "plain":
         parser.error("--floor needs the bench to start the floor: not with --base-url")
+    if args.floor != "plain" and args.out_dir is None:
+        parser.error(f"--floor {args.floor} needs --out-dir: bench/results holds the plain floor's run")
     smoke = args.smoke
     return Settings(
         smoke=smoke, base_url=args.base_url, token=args.token, runtime=args.runtime, floor=args.floor,
@@ -66,7 +69,7 @@ def parse(argv: list[str] | None = None) -> Settings:
         connections=args.connections or ([1, 32] if smoke else [1, 32, 128]),
         events=args.events or (1_000 if smoke else 10_000),
         scale_events=args.scale_events or (20_000 if smoke else 1_000_000),
-        out_dir=args.out_dir,
+        out_dir=args.out_dir or BENCH / "results",
         scenarios=args.scenarios,
     )
 

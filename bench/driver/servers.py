@@ -20,6 +20,8 @@ DEVHOST = Path(os.environ.get("DEVHOST_BIN", ROOT / "target/release/devhost"))
 NATIVE = Path(os.environ.get("BENCH_NATIVE_BIN", ROOT / "target/release/bench-native"))
 APP_MANIFEST = ROOT / "spin.toml"
 FLOOR_MANIFEST = BENCH / "floor" / "spin.toml"
+# The floor's writes with their notification rows, installed in its database for --floor outbox.
+FLOOR_OUTBOX_SQL = BENCH / "floor" / "outbox.sql"
 
 
 

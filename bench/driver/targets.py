@@ -103,8 +103,11 @@ def evaluate(document: dict) -> list[dict]:
     out = []
     for target in TARGETS:
         compare = COMPARISONS[target.comparison]
+        # Against the floor of `--floor outbox`, its ratios say so in their names.
+        name = target.name.replace("÷ floor", "÷ floor with outbox") if document["settings"]["floor"] == "outbox" \
+            else target.name
         for label, value in target.read(document):
-            out.append({"target": target.name + (f" ({label})" if label else ""),
+            out.append({"target": name + (f" ({label})" if label else ""),
                         "goal": f"{target.comparison} {target.threshold:g}", "value": value,
                         "met": None if value is None else compare(value, target.threshold)})
     return out

@@ -4,10 +4,11 @@
 //! no authentication, no validation beyond parsing, no notifications; one `Connection::open`
 //! and one statement per request. app ÷ floor is then what the app adds on top of the runtime.
 //!
-//! With the variable `outbox` "true" (`bench/run --floor outbox`), each write's statement also
-//! inserts the change's notification row into the app's outbox (`notifications`), as the app's
-//! write commits it: the cheapest component doing the same atomic work. Nothing fans those rows
-//! out. app ÷ that floor is what the app adds on top of the runtime and its outbox.
+//! With the variable `outbox` "true" (`bench/run --floor outbox`), each write calls a function
+//! of `bench/floor/outbox.sql` instead, which also inserts the change's notification row into
+//! the app's outbox (`notifications`) in the same transaction, as the app's write commits it;
+//! nothing fans those rows out. app ÷ that floor is what the app adds on top of the runtime and
+//! of its transactional outbox.
 //!
 //!   GET   /events/{id}
 //!   GET   /events?limit=N&q=TEXT&cursor=C     (limit 50 by default; C as event-fn issues it)
@@ -15,6 +16,7 @@
 //!   PUT   /events/{id}    {"title", "description"?, "date"}: a plain update of every field
 //!   PATCH /events/{id}    {"title"?, "date"?}: a plain update
 //!   DELETE /events/{id}   a plain delete (204)
+//!   (each write with its notification row too with `outbox`)
 //!
 //! No query returns zero rows: Spin 4.0.0-4.0.2 never answer one (spinframework/spin issue
 //! #3671). Reads, the updates and the delete are anchored on a one-row `VALUES` with a
@@ -49,150 +51,69 @@ const LIST_EVENTS: &str = "
         LIMIT $4
     ) AS page ON true";
 
-/// The event's columns a notification row copies (sql/002_notifications.sql).
-macro_rules! changed_columns {
-    () => {
-        "id, title, description, date, start_time, end_time, time_zone, end_date, created_at, updated_at"
-    };
-}
-
-/// The CTE that inserts the notification of type `$type` of the event that CTE `$changed`
-/// returns, as the app's write functions do (sql/011_write_functions_lease_first.sql).
-macro_rules! notification_row {
-    ($type:literal, $changed:literal) => {
-        concat!(
-            "outbox AS (
-                INSERT INTO notifications (type, event_id, title, description, date, start_time,
-                                           end_time, time_zone, end_date, event_created_at,
-                                           event_updated_at)
-                SELECT '",
-            $type,
-            "', ",
-            changed_columns!(),
-            " FROM ",
-            $changed,
-            "
-            )"
-        )
-    };
-}
-
 /// A write's statement without and with its notification row (`outbox`).
-struct Write {
+struct WriteStatements {
     plain: &'static str,
+    /// A function of bench/floor/outbox.sql, which bench/run installs for `--floor outbox`.
     with_notification: &'static str,
 }
 
-const CREATE_EVENT: Write = Write {
+const CREATE_EVENT: WriteStatements = WriteStatements {
     plain: "
-        INSERT INTO events (title, description, date) VALUES ($1::text, $2::text, $3::date)
-        RETURNING id, title, description, date, created_at, updated_at",
-    with_notification: concat!(
-        "WITH inserted AS (
-            INSERT INTO events (title, description, date) VALUES ($1::text, $2::text, $3::date)
-            RETURNING ",
-        changed_columns!(),
-        "
-        ), ",
-        notification_row!("event.created", "inserted"),
-        "
-        SELECT id, title, description, date, created_at, updated_at FROM inserted"
-    ),
+    INSERT INTO events (title, description, date) VALUES ($1::text, $2::text, $3::date)
+    RETURNING id, title, description, date, created_at, updated_at",
+    with_notification: "
+    SELECT id, title, description, date, created_at, updated_at
+    FROM floor_create_event($1::text, $2::text, $3::date)",
 };
 
-/// An update of event $1 by `$set`, in CTE `updated`, returning `$returning`, then `$outbox`;
-/// a missing id is a row of NULLs.
-macro_rules! update_event {
-    ($set:literal, $returning:expr, $outbox:expr) => {
-        concat!(
-            "WITH updated AS (
-                UPDATE events
-                SET ",
-            $set,
-            ", updated_at = (now() AT TIME ZONE 'utc'), version = version + 1
-                WHERE id = $1
-                RETURNING ",
-            $returning,
-            "
-            )",
-            $outbox,
-            "
-            SELECT u.id, u.title, u.description, u.date, u.created_at, u.updated_at
-            FROM (VALUES (1)) AS anchor (one)
-            LEFT JOIN updated AS u ON true"
-        )
-    };
-}
-
-/// Sets the given fields.
-macro_rules! patch_event {
-    ($returning:expr, $outbox:expr) => {
-        update_event!(
-            "title = COALESCE($2::text, title), date = COALESCE($3::date, date)",
-            $returning,
-            $outbox
-        )
-    };
-}
-
-/// Sets every field.
-macro_rules! replace_event {
-    ($returning:expr, $outbox:expr) => {
-        update_event!(
-            "title = $2::text, description = $3::text, date = $4::date,
-             start_time = NULL, end_time = NULL, time_zone = NULL, end_date = NULL",
-            $returning,
-            $outbox
-        )
-    };
-}
-
-/// The columns a write without its notification returns: the event as the floor shows it.
-macro_rules! shown_columns {
-    () => {
-        "id, title, description, date, created_at, updated_at"
-    };
-}
-
-/// The notification row of an update, from CTE `updated`.
-macro_rules! updated_notification {
-    () => {
-        concat!(", ", notification_row!("event.updated", "updated"))
-    };
-}
-
-const PATCH_EVENT: Write = Write {
-    plain: patch_event!(shown_columns!(), ""),
-    with_notification: patch_event!(changed_columns!(), updated_notification!()),
+/// Sets the given fields; a missing id is a row of NULLs.
+const PATCH_EVENT: WriteStatements = WriteStatements {
+    plain: "
+    WITH patched AS (
+        UPDATE events
+        SET title = COALESCE($2::text, title), date = COALESCE($3::date, date),
+            updated_at = (now() AT TIME ZONE 'utc'), version = version + 1
+        WHERE id = $1
+        RETURNING id, title, description, date, created_at, updated_at
+    )
+    SELECT p.id, p.title, p.description, p.date, p.created_at, p.updated_at
+    FROM (VALUES (1)) AS anchor (one)
+    LEFT JOIN patched AS p ON true",
+    with_notification: "
+    SELECT id, title, description, date, created_at, updated_at
+    FROM floor_patch_event($1, $2::text, $3::date)",
 };
 
-const REPLACE_EVENT: Write = Write {
-    plain: replace_event!(shown_columns!(), ""),
-    with_notification: replace_event!(changed_columns!(), updated_notification!()),
+/// Sets every field; a missing id is a row of NULLs.
+const REPLACE_EVENT: WriteStatements = WriteStatements {
+    plain: "
+    WITH replaced AS (
+        UPDATE events
+        SET title = $2::text, description = $3::text, date = $4::date,
+            start_time = NULL, end_time = NULL, time_zone = NULL, end_date = NULL,
+            updated_at = (now() AT TIME ZONE 'utc'), version = version + 1
+        WHERE id = $1
+        RETURNING id, title, description, date, created_at, updated_at
+    )
+    SELECT r.id, r.title, r.description, r.date, r.created_at, r.updated_at
+    FROM (VALUES (1)) AS anchor (one)
+    LEFT JOIN replaced AS r ON true",
+    with_notification: "
+    SELECT id, title, description, date, created_at, updated_at
+    FROM floor_replace_event($1, $2::text, $3::text, $4::date)",
 };
 
 /// Deletes the event; a missing id is a row of NULLs.
-macro_rules! delete_event {
-    ($returning:expr, $outbox:expr) => {
-        concat!(
-            "WITH deleted AS (DELETE FROM events WHERE id = $1 RETURNING ",
-            $returning,
-            ")",
-            $outbox,
-            "
-            SELECT d.id
-            FROM (VALUES (1)) AS anchor (one)
-            LEFT JOIN deleted AS d ON true"
-        )
-    };
-}
-
-const DELETE_EVENT: Write = Write {
-    plain: delete_event!("id", ""),
-    with_notification: delete_event!(
-        changed_columns!(),
-        concat!(", ", notification_row!("event.deleted", "deleted"))
-    ),
+const DELETE_EVENT: WriteStatements = WriteStatements {
+    plain: "
+    WITH deleted AS (DELETE FROM events WHERE id = $1 RETURNING id)
+    SELECT d.id
+    FROM (VALUES (1)) AS anchor (one)
+    LEFT JOIN deleted AS d ON true",
+    with_notification: "
+    SELECT id
+    FROM floor_delete_event($1)",
 };
 
 const DEFAULT_LIMIT: i64 = 50;
@@ -219,7 +140,7 @@ impl Refusal {
 
 type Reply = Result<Response, Refusal>;
 
-impl Write {
+impl WriteStatements {
     /// The statement the variable `outbox` chooses ("true" or "false"), read by writes only.
     fn statement(&self) -> Result<&'static str, Refusal> {
         match variables::get("outbox")
@@ -439,25 +360,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_write_inserts_its_notification_only_with_the_outbox() {
-        for (write, kind) in [
-            (CREATE_EVENT, "'event.created'"),
-            (REPLACE_EVENT, "'event.updated'"),
-            (PATCH_EVENT, "'event.updated'"),
-            (DELETE_EVENT, "'event.deleted'"),
-        ] {
+    fn only_a_write_with_the_outbox_commits_a_notification() {
+        let functions = include_str!("../outbox.sql");
+        for write in [CREATE_EVENT, REPLACE_EVENT, PATCH_EVENT, DELETE_EVENT] {
             assert!(!write.plain.contains("notifications"), "{}", write.plain);
-            assert_eq!(
-                write
-                    .with_notification
-                    .matches("INSERT INTO notifications")
-                    .count(),
-                1
-            );
+            let function = write
+                .with_notification
+                .split_once("FROM ")
+                .and_then(|(_, call)| call.split_once('('))
+                .map(|(name, _)| name)
+                .expect("a function call");
             assert!(
-                write.with_notification.contains(kind),
-                "{}",
-                write.with_notification
+                functions.contains(&format!("CREATE OR REPLACE FUNCTION {function}(")),
+                "{function} is not in outbox.sql"
             );
         }
     }
