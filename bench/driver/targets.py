@@ -104,8 +104,8 @@ def evaluate(document: dict) -> list[dict]:
     for target in TARGETS:
         compare = COMPARISONS[target.comparison]
         # Against the floor of `--floor outbox`, its ratios say so in their names.
-        name = target.name.replace("÷ floor", "÷ floor with outbox") if document["settings"]["floor"] == "outbox" \
-            else target.name
+        name = target.name + (" against the floor with outbox"
+                               if "floor" in target.name and document["settings"].get("floor") == "outbox" else "")
         for label, value in target.read(document):
             out.append({"target": name + (f" ({label})" if label else ""),
                         "goal": f"{target.comparison} {target.threshold:g}", "value": value,

@@ -5,8 +5,8 @@
 -- idempotency key, no version check. PL/pgSQL, like the app's write functions, so PostgreSQL
 -- plans their statements once per connection instead of on every request (one statement of CTEs
 -- prepared per request measured 7,900-8,200 creates/s against the app's function's
--- 10,300-10,600: bench/README.md, "What a notification costs a write"): the cheapest way to
--- commit the same rows. bench/run applies this file to the floor's database (as the superuser)
+-- 10,300-10,600: bench/README.md, "What a notification costs a write"): the cheaper of the two
+-- ways measured to commit the same rows. bench/run applies this file to the floor's database (as the superuser)
 -- before it starts that floor; the app's database never has these functions. Each returns one
 -- row (NULLs for a missing event), as every statement here does (Spin 4.0.0-4.0.2 never answer
 -- a query that returns none).
@@ -122,5 +122,7 @@ END
 $$;
 
 -- The floor connects as the app's event-fn role (bench/driver/run.py, event_fn_url).
+REVOKE EXECUTE ON FUNCTION floor_create_event, floor_replace_event, floor_patch_event,
+    floor_delete_event FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION floor_create_event, floor_replace_event, floor_patch_event,
     floor_delete_event TO event_fn;

@@ -1,8 +1,9 @@
 //! The benchmark's floor: the cheapest component that serves the routes the bench loads, on the
 //! app's schema, with spin-sdk 5.2 and pg4. Whatever a runtime charges any Spin app (a fresh
 //! instance, its Postgres pool, a prepare per statement) the floor pays too, and nothing more:
-//! no authentication, no validation beyond parsing, no notifications; one `Connection::open`
-//! and one statement per request. app ÷ floor is then what the app adds on top of the runtime.
+//! no authentication, no validation beyond parsing, no notifications (but see `outbox` below);
+//! one `Connection::open` and one statement per request. app ÷ floor is then what the app adds
+//! on top of the runtime.
 //!
 //! With the variable `outbox` "true" (`bench/run --floor outbox`), each write calls a function
 //! of `bench/floor/outbox.sql` instead, which also inserts the change's notification row into
