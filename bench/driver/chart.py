@@ -49,7 +49,8 @@ def draw(doc: dict, path: Path) -> None:
         ratios.grid(True, axis="y", alpha=0.3)
         ratios.legend(fontsize=7)
     axes[0][0].set_ylabel("latency (ms, log scale)")
-    fig.suptitle(f"{doc['mode']} run, {doc['date']}, commit {doc['commit']}, app and floor on {doc['runtime']}, "
+    floor = "floor with outbox" if doc["settings"]["floor"] == "outbox" else "floor"
+    fig.suptitle(f"{doc['mode']} run, {doc['date']}, commit {doc['commit']}, app and {floor} on {doc['runtime']}, "
                  f"{doc['machine']['cpus']} CPUs\nsolid: app; dash-dot: floor; dashed: native; "
                  "dotted: native with Spin's pool policy", fontsize=9)
     fig.tight_layout()

@@ -11,6 +11,9 @@ from .common import BENCH
 from .run import Run, Settings
 from .scenarios import ISOLATION, SCENARIOS
 
+# The run of record: a full run against the plain floor.
+RESULTS = BENCH / "results"
+
 
 ABOUT = """Loads the app and the floor (the smallest component doing the same queries) on devhost or
 another up-compatible runtime, in turn in 2-s slices of each run, and a native baseline, one
@@ -41,7 +44,8 @@ def parse(argv: list[str] | None = None) -> Settings:
                         help="comma-separated scenarios to run (all; see bench/README.md); isolation only when named")
     parser.add_argument("--out-dir", type=Path,
                         help="where latest.{json,md,png} go (bench/results; smoke: latest-smoke.*; "
-                             "required with --floor outbox, so that bench/results keeps the plain floor's run)")
+                             "with --floor outbox required and another directory, so that bench/results keeps the plain "
+                             "floor's run)")
     args = parser.parse_args(argv)
     if args.base_url is not None and not args.base_url.startswith(("http://", "https://")):
         parser.error("--base-url needs an http:// or https:// URL")
@@ -54,8 +58,9 @@ def parse(argv: list[str] | None = None) -> Settings:
         parser.error("--runtime starts the app; --base-url drives one already running: give one of them")
     if args.base_url and args.floor != "plain":
         parser.error("--floor needs the bench to start the floor: not with --base-url")
-    if args.floor != "plain" and args.out_dir is None:
-        parser.error(f"--floor {args.floor} needs --out-dir: bench/results holds the plain floor's run")
+    if args.floor != "plain" and (args.out_dir is None or args.out_dir.resolve() == RESULTS.resolve()):
+        parser.error(f"--floor {args.floor} needs an --out-dir other than bench/results, which holds the "
+                     "plain floor's run of record")
     smoke = args.smoke
     return Settings(
         smoke=smoke, base_url=args.base_url, token=args.token, runtime=args.runtime, floor=args.floor,
@@ -69,7 +74,7 @@ def parse(argv: list[str] | None = None) -> Settings:
         connections=args.connections or ([1, 32] if smoke else [1, 32, 128]),
         events=args.events or (1_000 if smoke else 10_000),
         scale_events=args.scale_events or (20_000 if smoke else 1_000_000),
-        out_dir=args.out_dir or BENCH / "results",
+        out_dir=args.out_dir or RESULTS,
         scenarios=args.scenarios,
     )
 

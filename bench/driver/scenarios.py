@@ -46,18 +46,18 @@ SCENARIOS = {s.name: s for s in (
     Scenario("list_empty", "list", f"/events?limit=50&q={NO_MATCH}", "mix", "list_empty",
              "GET /events?limit=50&q=..., a title search that matches nothing (an empty list)"),
     Scenario("post", "post", None, "mix", "post",
-             "POST /events (app: one webhook subscriber when notify-fn offers subscriptions; floor and native: "
-             "a plain insert)"),
+             "POST /events (app: one webhook subscriber when notify-fn offers subscriptions; floor: a plain "
+             "insert, with --floor outbox and its notification row; native: a plain insert)"),
     Scenario("put", "put", None, "mix", "post",
-             "PUT /events/{id}, every field, random ids (floor: a plain update of every field; "
-             "native has no PUT: ratio to its plain insert)"),
+             "PUT /events/{id}, every field, random ids (floor: a plain update of every field, with --floor "
+             "outbox and its notification row; native has no PUT: ratio to its plain insert)"),
     Scenario("patch", "patch", None, "mix", "post",
-             "PATCH /events/{id}, merge patch of the title, random ids (floor: a plain update; "
-             "native has no PATCH: ratio to its plain insert)"),
+             "PATCH /events/{id}, merge patch of the title, random ids (floor: a plain update, with --floor "
+             "outbox and its notification row; native has no PATCH: ratio to its plain insert)"),
     Scenario("delete", "delete", None, "mix", "post",
              "DELETE /events/{id}, each of a pool of events seeded for the run (dated 2099, so no list "
-             "sees them) deleted once (floor: a plain delete; native has no DELETE: ratio to its plain "
-             "insert)"),
+             "sees them) deleted once (floor: a plain delete, with --floor outbox and its notification row; "
+             "native has no DELETE: ratio to its plain insert)"),
     Scenario("mix_80_20", "mix", None, "mix", "mix_80_20", "80% GET /events/{id}, 20% POST /events"),
     Scenario("list_first_scale", "list", "/events?limit=50", "scale", "list_first_scale",
              "GET /events?limit=50, first page of the scale database"),

@@ -1,6 +1,7 @@
 //! What event-fn and notify-fn agree on, and nothing else: the published form of an event (the
 //! API's representation and a notification's `data`) and the kinds of change.
 
+use chrono::format::{Fixed, Item, Numeric, Pad};
 use chrono::{NaiveDateTime, NaiveTime, Timelike};
 use serde::{Deserialize, Serialize};
 
@@ -38,17 +39,55 @@ pub struct EventTimes {
 
 /// A time of day as events show it: `HH:MM`, with `:SS` only when the seconds are not zero.
 pub fn time_of_day(time: NaiveTime) -> String {
-    if time.second() == 0 {
-        time.format("%H:%M").to_string()
+    let items = if time.second() == 0 {
+        &HOURS_MINUTES[..]
     } else {
-        time.format("%H:%M:%S").to_string()
-    }
+        &HOURS_MINUTES_SECONDS[..]
+    };
+    time.format_with_items(items.iter()).to_string()
 }
 
 /// A stored UTC timestamp as RFC 3339 with microseconds.
 pub fn rfc3339_utc(at: NaiveDateTime) -> String {
-    at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    at.format_with_items(RFC3339_MICROSECONDS.iter()).to_string()
 }
+
+// The patterns above as chrono's items, so that formatting does not parse a pattern each time
+// (a page of events shows two timestamps each; bench/README.md). The tests check each against
+// its pattern.
+
+/// `%H:%M`
+const HOURS_MINUTES: [Item<'static>; 3] = [
+    Item::Numeric(Numeric::Hour, Pad::Zero),
+    Item::Literal(":"),
+    Item::Numeric(Numeric::Minute, Pad::Zero),
+];
+
+/// `%H:%M:%S`
+const HOURS_MINUTES_SECONDS: [Item<'static>; 5] = [
+    Item::Numeric(Numeric::Hour, Pad::Zero),
+    Item::Literal(":"),
+    Item::Numeric(Numeric::Minute, Pad::Zero),
+    Item::Literal(":"),
+    Item::Numeric(Numeric::Second, Pad::Zero),
+];
+
+/// `%Y-%m-%dT%H:%M:%S%.6fZ`
+const RFC3339_MICROSECONDS: [Item<'static>; 13] = [
+    Item::Numeric(Numeric::Year, Pad::Zero),
+    Item::Literal("-"),
+    Item::Numeric(Numeric::Month, Pad::Zero),
+    Item::Literal("-"),
+    Item::Numeric(Numeric::Day, Pad::Zero),
+    Item::Literal("T"),
+    Item::Numeric(Numeric::Hour, Pad::Zero),
+    Item::Literal(":"),
+    Item::Numeric(Numeric::Minute, Pad::Zero),
+    Item::Literal(":"),
+    Item::Numeric(Numeric::Second, Pad::Zero),
+    Item::Fixed(Fixed::Nanosecond6),
+    Item::Literal("Z"),
+];
 
 /// The kind of change a notification reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,5 +174,21 @@ mod tests {
             .and_then(|d| d.and_hms_micro_opt(9, 5, 3, 42))
             .expect("valid");
         assert_eq!(rfc3339_utc(at), "2024-11-15T09:05:03.000042Z");
+    }
+
+    #[test]
+    fn the_items_are_their_patterns() {
+        use chrono::format::StrftimeItems;
+        for (pattern, items) in [
+            ("%H:%M", &HOURS_MINUTES[..]),
+            ("%H:%M:%S", &HOURS_MINUTES_SECONDS[..]),
+            ("%Y-%m-%dT%H:%M:%S%.6fZ", &RFC3339_MICROSECONDS[..]),
+        ] {
+            assert_eq!(
+                StrftimeItems::new(pattern).collect::<Vec<_>>(),
+                items,
+                "{pattern}"
+            );
+        }
     }
 }

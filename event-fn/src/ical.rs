@@ -5,6 +5,7 @@
 //! UTF-8 character; text values are escaped. `DTSTAMP` is the event's last change, not the time
 //! of the request, so an unchanged calendar is byte for byte the same and its ETag holds.
 
+use chrono::format::{Item, Numeric, Pad};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 
 use crate::schedule::Span;
@@ -78,7 +79,7 @@ pub fn uid(id: i64) -> String {
 }
 
 fn utc(at: NaiveDateTime) -> String {
-    at.format("%Y%m%dT%H%M%SZ").to_string()
+    at.format_with_items(UTC_DATE_TIME.iter()).to_string()
 }
 
 fn instant(at: DateTime<Utc>) -> String {
@@ -86,8 +87,30 @@ fn instant(at: DateTime<Utc>) -> String {
 }
 
 fn day(date: NaiveDate) -> String {
-    date.format("%Y%m%d").to_string()
+    date.format_with_items(DATE.iter()).to_string()
 }
+
+// RFC 5545's forms as chrono's items, so that formatting does not parse a pattern each time
+// (several per event; see event_contract's timestamps). The tests check each against its pattern.
+
+/// `%Y%m%d` (a DATE)
+const DATE: [Item<'static>; 3] = [
+    Item::Numeric(Numeric::Year, Pad::Zero),
+    Item::Numeric(Numeric::Month, Pad::Zero),
+    Item::Numeric(Numeric::Day, Pad::Zero),
+];
+
+/// `%Y%m%dT%H%M%SZ` (a DATE-TIME in UTC)
+const UTC_DATE_TIME: [Item<'static>; 8] = [
+    Item::Numeric(Numeric::Year, Pad::Zero),
+    Item::Numeric(Numeric::Month, Pad::Zero),
+    Item::Numeric(Numeric::Day, Pad::Zero),
+    Item::Literal("T"),
+    Item::Numeric(Numeric::Hour, Pad::Zero),
+    Item::Numeric(Numeric::Minute, Pad::Zero),
+    Item::Numeric(Numeric::Second, Pad::Zero),
+    Item::Literal("Z"),
+];
 
 /// A TEXT value (RFC 5545 section 3.3.11): backslash, semicolon and comma escaped, each line
 /// break as `\n`. Other control characters are not allowed in a value and are left out.
@@ -143,6 +166,18 @@ pub fn fold(line: &str, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_items_are_their_patterns() {
+        use chrono::format::StrftimeItems;
+        for (pattern, items) in [("%Y%m%d", &DATE[..]), ("%Y%m%dT%H%M%SZ", &UTC_DATE_TIME[..])] {
+            assert_eq!(
+                StrftimeItems::new(pattern).collect::<Vec<_>>(),
+                items,
+                "{pattern}"
+            );
+        }
+    }
 
     fn folded(line: &str) -> String {
         let mut out = String::new();

@@ -903,14 +903,13 @@ fn notification(row: Row<'_>) -> Result<Notification, Unavailable> {
                 id: event_id,
                 title,
                 description: row.get("description")?,
-                date: date.format("%Y-%m-%d").to_string(),
+                // `YYYY-MM-DD`, chrono's `Display` of a date, as event-fn shows it.
+                date: date.to_string(),
                 times: EventTimes {
                     start_time: row.get::<Option<NaiveTime>>("start_time")?.map(time_of_day),
                     end_time: row.get::<Option<NaiveTime>>("end_time")?.map(time_of_day),
                     time_zone: row.get("time_zone")?,
-                    end_date: row
-                        .get::<Option<NaiveDate>>("end_date")?
-                        .map(|d| d.format("%Y-%m-%d").to_string()),
+                    end_date: row.get::<Option<NaiveDate>>("end_date")?.map(|d| d.to_string()),
                 },
                 created_at: rfc3339_utc(row.get("event_created_at")?),
                 updated_at: rfc3339_utc(row.get("event_updated_at")?),

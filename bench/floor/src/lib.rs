@@ -144,15 +144,15 @@ type Reply = Result<Response, Refusal>;
 impl WriteStatements {
     /// The statement the variable `outbox` chooses ("true" or "false"), read by writes only.
     fn statement(&self) -> Result<&'static str, Refusal> {
-        match variables::get("outbox")
-            .map_err(|error| unavailable(&error))?
-            .as_str()
-        {
+        let outbox = variables::get("outbox").map_err(|error| unavailable(&error))?;
+        self.chosen_by(&outbox).map_err(|error| unavailable(&error))
+    }
+
+    fn chosen_by(&self, outbox: &str) -> Result<&'static str, String> {
+        match outbox {
             "false" => Ok(self.plain),
             "true" => Ok(self.with_notification),
-            other => Err(unavailable(&format!(
-                "variable outbox is {other:?}, not true or false"
-            ))),
+            other => Err(format!("variable outbox is {other:?}, not true or false")),
         }
     }
 }
@@ -375,6 +375,16 @@ mod tests {
                 functions.contains(&format!("CREATE OR REPLACE FUNCTION {function}(")),
                 "{function} is not in outbox.sql"
             );
+        }
+    }
+
+    #[test]
+    fn the_variable_outbox_is_true_or_false_and_nothing_else() {
+        assert_eq!(CREATE_EVENT.chosen_by("false"), Ok(CREATE_EVENT.plain));
+        assert_eq!(CREATE_EVENT.chosen_by("true"), Ok(CREATE_EVENT.with_notification));
+        for other in ["", "TRUE", "1", "yes"] {
+            let error = CREATE_EVENT.chosen_by(other).unwrap_err();
+            assert!(error.contains(&format!("{other:?}")), "{error}");
         }
     }
 
