@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .scenarios import SCENARIOS
+from .scenarios import FLOOR_NAMES, SCENARIOS
 
 LEVELS = ["50", "75", "90", "95", "99", "99.9"]
 STYLES = {"app": "-", "floor": "-.", "native": "--", "native-spinpool": ":"}
@@ -49,7 +49,7 @@ def draw(doc: dict, path: Path) -> None:
         ratios.grid(True, axis="y", alpha=0.3)
         ratios.legend(fontsize=7)
     axes[0][0].set_ylabel("latency (ms, log scale)")
-    floor = "floor with outbox" if doc["settings"]["floor"] == "outbox" else "floor"
+    floor = FLOOR_NAMES[doc["settings"]["floor"]]
     fig.suptitle(f"{doc['mode']} run, {doc['date']}, commit {doc['commit']}, app and {floor} on {doc['runtime']}, "
                  f"{doc['machine']['cpus']} CPUs\nsolid: app; dash-dot: floor; dashed: native; "
                  "dotted: native with Spin's pool policy", fontsize=9)

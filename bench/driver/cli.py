@@ -11,7 +11,7 @@ from .common import BENCH
 from .run import Run, Settings
 from .scenarios import ISOLATION, SCENARIOS
 
-# The run of record: a full run against the plain floor.
+# The default output; the full run there, against the plain floor, is the run of record.
 RESULTS = BENCH / "results"
 
 
@@ -44,8 +44,7 @@ def parse(argv: list[str] | None = None) -> Settings:
                         help="comma-separated scenarios to run (all; see bench/README.md); isolation only when named")
     parser.add_argument("--out-dir", type=Path,
                         help="where latest.{json,md,png} go (bench/results; smoke: latest-smoke.*; "
-                             "with --floor outbox required and another directory, so that bench/results keeps the plain "
-                             "floor's run)")
+                             "required with --floor outbox, and not bench/results, which keeps the plain floor's run)")
     args = parser.parse_args(argv)
     if args.base_url is not None and not args.base_url.startswith(("http://", "https://")):
         parser.error("--base-url needs an http:// or https:// URL")

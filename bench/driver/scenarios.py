@@ -66,6 +66,9 @@ SCENARIOS = {s.name: s for s in (
              "Link header)"),
 )}
 
+# How the results name the floor each `--floor` runs (the chart's title, the targets' names).
+FLOOR_NAMES = {"plain": "floor", "outbox": "floor with outbox"}
+
 MIX = [name for name, s in SCENARIOS.items() if s.database == "mix"]
 SCALE = [name for name, s in SCENARIOS.items() if s.database == "scale"]
 # What bench/native serves: no PATCH.

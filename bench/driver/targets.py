@@ -7,6 +7,8 @@ import operator
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+from .scenarios import FLOOR_NAMES
+
 Reading = Iterator[tuple[str, float | None]]
 
 
@@ -104,8 +106,8 @@ def evaluate(document: dict) -> list[dict]:
     for target in TARGETS:
         compare = COMPARISONS[target.comparison]
         # Against the floor of `--floor outbox`, its ratios say so in their names.
-        name = target.name + (" against the floor with outbox"
-                               if "floor" in target.name and document["settings"].get("floor") == "outbox" else "")
+        floor = document["settings"]["floor"]
+        name = target.name + (f" against the {FLOOR_NAMES[floor]}" if "floor" in target.name and floor != "plain" else "")
         for label, value in target.read(document):
             out.append({"target": name + (f" ({label})" if label else ""),
                         "goal": f"{target.comparison} {target.threshold:g}", "value": value,

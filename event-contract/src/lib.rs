@@ -52,9 +52,9 @@ pub fn rfc3339_utc(at: NaiveDateTime) -> String {
     at.format_with_items(RFC3339_MICROSECONDS.iter()).to_string()
 }
 
-// The patterns above as chrono's items, so that formatting does not parse a pattern each time
-// (a page of events shows two timestamps each; bench/README.md). The tests check each against
-// its pattern.
+// The patterns above as chrono's items, written out as constants: formatting with a pattern
+// parses it on every call, and a page of events shows two timestamps each (bench/README.md).
+// The tests check each against its pattern.
 
 /// `%H:%M`
 const HOURS_MINUTES: [Item<'static>; 3] = [

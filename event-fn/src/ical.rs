@@ -90,8 +90,9 @@ fn day(date: NaiveDate) -> String {
     date.format_with_items(DATE.iter()).to_string()
 }
 
-// RFC 5545's forms as chrono's items, so that formatting does not parse a pattern each time
-// (several per event; see event_contract's timestamps). The tests check each against its pattern.
+// RFC 5545's forms as chrono's items, written out as constants: formatting with a pattern parses
+// it on every call, several times per event (as event_contract's timestamps). The tests check
+// each against its pattern.
 
 /// `%Y%m%d` (a DATE)
 const DATE: [Item<'static>; 3] = [

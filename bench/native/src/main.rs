@@ -132,7 +132,7 @@ fn body_of(row: &Row) -> (EventData, i64) {
             id: row.get(0),
             title: row.get(1),
             description: row.get(2),
-            date: date.format("%Y-%m-%d").to_string(),
+            date: date.to_string(),
             // All-day events only: the time fields (issue 15) are null, as event-fn shows them.
             times: Default::default(),
             created_at: rfc3339_utc(row.get(4)),
