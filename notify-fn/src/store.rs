@@ -11,6 +11,9 @@
 //!   notification's counters and the subscription's health in the same statement.
 //! - A notification's status is a generated column of its counters, which every statement
 //!   changes by increments on the notification's row (sql/005_delivery.sql says why).
+//! - The claim and the record, the two statements of every delivery, are PL/pgSQL functions
+//!   (sql/013_dispatch_functions.sql): Spin plans a statement on every call, PostgreSQL plans a
+//!   function's statement once per connection, and a dispatch keeps its connection.
 //!
 //! Every query returns at least one row (Spin 4.0.0-4.0.2 never returns from a query that
 //! returns none): what may find nothing anchors on a one-row source, so "nothing" is a row of
@@ -68,7 +71,8 @@ macro_rules! new_secret {
 
 /// Adds the rows of the statement's `changes` CTE (`notification_id`, `pending`, `failed`:
 /// how many of its deliveries entered, or with a minus left, each state) to the notifications'
-/// counters, as increments on each notification's row.
+/// counters, as increments on each notification's row. sql/013_dispatch_functions.sql's claim
+/// and record have the same `counted`.
 macro_rules! count_changes {
     () => {
         "counted AS (
@@ -345,123 +349,16 @@ const RELEASE_DISPATCH: &str = "
         AND NOT EXISTS (SELECT 1 FROM notifications WHERE fanned_out_at IS NULL)))";
 
 /// `$1` how many, `$2` lease in seconds, `$3` attempts in flight per subscription, `$4` the
-/// retry schedule in milliseconds.
-///
-/// `room`: each enabled subscription's free slots (`$3`, or 1 while its last attempt failed,
-/// less its deliveries leased now). `waiting`: its first due deliveries, numbered (`turn`), up
-/// to its free slots. `due`: the first `$1` by turn, then age (round-robin across
-/// subscriptions), locked and re-checked as due (`SKIP LOCKED`: another dispatcher's claim in
-/// progress is passed over). `claimed`: each gets a fresh token and a lease, the attempt is
-/// counted and the retry it would need scheduled now (±20% jitter, so receivers that failed
-/// together are not retried together); a delivery whose attempts are all made (its last one cut
-/// short: the dispatcher stopped) fails instead. Each attempt goes into the log at once.
-const CLAIM_DUE: &str = concat!(
-    "WITH room AS MATERIALIZED (
-        SELECT s.id, CASE WHEN s.failing_since IS NULL THEN $3::int8 ELSE 1 END - (
-            SELECT count(*) FROM deliveries f
-            WHERE f.subscription_id = s.id AND f.status = 'pending'
-              AND f.leased_until >= (now() AT TIME ZONE 'utc')
-        ) AS free
-        FROM subscriptions s WHERE s.disabled_at IS NULL
-    ),
-    waiting AS (
-        SELECT d.id, d.next_attempt_at, d.turn
-        FROM room
-        CROSS JOIN LATERAL (
-            SELECT id, next_attempt_at, row_number() OVER (ORDER BY next_attempt_at) AS turn
-            FROM (
-                SELECT id, next_attempt_at FROM deliveries
-                WHERE subscription_id = room.id AND status = 'pending'
-                  AND next_attempt_at <= (now() AT TIME ZONE 'utc')
-                  AND (leased_until IS NULL OR leased_until < (now() AT TIME ZONE 'utc'))
-                ORDER BY next_attempt_at
-                LIMIT 64
-            ) AS first
-        ) AS d
-        WHERE d.turn <= room.free
-    ),
-    due AS (
-        SELECT d.id FROM waiting w JOIN deliveries d ON d.id = w.id
-        WHERE d.status = 'pending' AND d.next_attempt_at <= (now() AT TIME ZONE 'utc')
-          AND (d.leased_until IS NULL OR d.leased_until < (now() AT TIME ZONE 'utc'))
-        ORDER BY w.turn, w.next_attempt_at
-        LIMIT $1
-        FOR UPDATE OF d SKIP LOCKED
-    ),
-    claimed AS (
-        UPDATE deliveries d SET
-            claim = CASE WHEN d.failures > cardinality($4::int8[]) THEN NULL
-                ELSE nextval('delivery_claims') END,
-            status = CASE WHEN d.failures > cardinality($4::int8[]) THEN 'failed' ELSE 'pending' END,
-            failures = d.failures + CASE WHEN d.failures > cardinality($4::int8[]) THEN 0 ELSE 1 END,
-            leased_until = CASE WHEN d.failures > cardinality($4::int8[]) THEN NULL
-                ELSE (now() AT TIME ZONE 'utc') + make_interval(secs => $2::float8) END,
-            next_attempt_at = (now() AT TIME ZONE 'utc') + make_interval(secs =>
-                coalesce(($4::int8[])[d.failures + 1], 0) / 1000.0 * (0.8 + random() * 0.4))
-        FROM due WHERE d.id = due.id
-        RETURNING d.id, d.claim, d.status, d.failures, d.next_attempt_at, d.notification_id,
-                  d.subscription_id
-    ),
-    changes AS (SELECT notification_id, -1 AS pending, 1 AS failed FROM claimed WHERE status = 'failed'), ",
-    count_changes!(),
-    ", attempted AS (
-        INSERT INTO delivery_attempts (delivery_id, claim, error, next_attempt_at)
-        SELECT id, claim,
-               'no result recorded: the attempt is under way, or its dispatcher stopped during it',
-               CASE WHEN failures <= cardinality($4::int8[]) THEN next_attempt_at END
-        FROM claimed WHERE status = 'pending'
-    )
-    SELECT c.id AS delivery_id, c.claim, c.failures - 1 AS failures, s.url,
-           s.secret, CASE WHEN s.previous_secret_expires_at > (now() AT TIME ZONE 'utc')
-                          THEN s.previous_secret END AS previous_secret, ",
-    notification_columns!(),
-    " FROM (VALUES (1)) AS one
-    LEFT JOIN claimed c ON c.status = 'pending'
-    LEFT JOIN notifications n ON n.id = c.notification_id
-    LEFT JOIN subscriptions s ON s.id = c.subscription_id"
-);
+/// retry schedule in milliseconds: sql/013_dispatch_functions.sql's `claim_due`, a function so
+/// that PostgreSQL plans its statement once per connection rather than on every claim.
+const CLAIM_DUE: &str = "SELECT * FROM claim_due($1::int8, $2::float8, $3::int8, $4::int8[])";
 
 /// `$1` delivery, `$2` its claim's token, `$3` the delivery's new status, `$4` status code,
-/// `$5` error, `$6` the start of the response body, `$7` milliseconds taken. Only while the
-/// delivery still carries the token (no later claim took it; it was not deleted, disabled or
-/// redelivered meanwhile): completes the attempt in the log, releases the delivery, moves the
-/// notification's counters and the subscription's health. The subscription's health after it
-/// (all NULL: nothing was recorded).
-const RECORD_ATTEMPT: &str = concat!(
-    "WITH recorded AS (
-        UPDATE deliveries SET status = $3::text, leased_until = NULL
-        WHERE id = $1 AND claim = $2 AND status = 'pending'
-        RETURNING id, notification_id, subscription_id
-    ),
-    attempt AS (
-        UPDATE delivery_attempts a SET status_code = $4::int4, error = $5::text,
-            response_body = $6::text, duration_ms = $7::int4,
-            next_attempt_at = CASE WHEN $3::text = 'pending' THEN a.next_attempt_at END
-        FROM recorded WHERE a.delivery_id = recorded.id AND a.claim = $2
-    ),
-    changes AS (
-        SELECT notification_id, -($3::text <> 'pending')::int4 AS pending,
-               ($3::text = 'failed')::int4 AS failed
-        FROM recorded
-    ), ",
-    count_changes!(),
-    ", health AS (
-        UPDATE subscriptions s SET
-            last_success_at = CASE WHEN $3::text = 'delivered' THEN (now() AT TIME ZONE 'utc')
-                ELSE s.last_success_at END,
-            failing_since = CASE WHEN $3::text = 'delivered' THEN NULL
-                ELSE coalesce(s.failing_since, (now() AT TIME ZONE 'utc')) END,
-            failed_attempts = CASE WHEN $3::text = 'delivered' THEN 0 ELSE s.failed_attempts + 1 END,
-            failed_deliveries = CASE WHEN $3::text = 'delivered' THEN 0
-                WHEN $3::text = 'failed' THEN s.failed_deliveries + 1 ELSE s.failed_deliveries END
-        FROM recorded WHERE s.id = recorded.subscription_id
-        RETURNING s.id, s.failing_since, s.failed_deliveries, s.disabled_at IS NOT NULL AS disabled
-    )
-    SELECT health.id AS subscription_id,
-           extract(epoch FROM (now() AT TIME ZONE 'utc') - health.failing_since)::float8 AS failing_for,
-           health.failed_deliveries, health.disabled
-    FROM (VALUES (1)) AS one LEFT JOIN health ON true"
-);
+/// `$5` error, `$6` the start of the response body, `$7` milliseconds taken:
+/// sql/013_dispatch_functions.sql's `record_attempt`, planned once per connection as the claim.
+/// The subscription's health after it (all NULL: nothing was recorded).
+const RECORD_ATTEMPT: &str =
+    "SELECT * FROM record_attempt($1::int8, $2::int8, $3::text, $4::int4, $5::text, $6::text, $7::int4)";
 
 /// `$1` subscription, `$2` why: disables it and fails its pending deliveries (in-flight ones
 /// included: their results will not be recorded); how many it failed.

@@ -49,6 +49,22 @@ fn event_fn_cannot_read_the_notification_side() -> TestResult {
             &format!("permission denied for table {table}"),
         )?;
     }
+    // notify-fn's claim and record (sql/013_dispatch_functions.sql) are executable by notify_fn
+    // alone: with nothing due and no such claim, each answers its row of NULLs.
+    for (function, arguments) in [
+        ("claim_due", "10, 30, 4, '{1000}'"),
+        ("record_attempt", "1, 1, 'delivered', 204, NULL, NULL, 3"),
+    ] {
+        let sql = format!("SELECT count(*) FROM {function}({arguments})");
+        let rows = postgres().psql_as(Role::NotifyFn, &database, &sql)?;
+        ensure!(rows == "1", "{function}: {rows} rows");
+        refused(
+            Role::EventFn,
+            &database,
+            &sql,
+            &format!("permission denied for function {function}"),
+        )?;
+    }
     Ok(())
 }
 
