@@ -7,7 +7,7 @@
 --
 -- Why: under POST load (bench/run --scenarios post, 32 connections, pg_stat_statements with
 -- track_planning, 2026-12-02) planning was 238 µs of the record's 544 µs per call and 558 µs of
--- the claim's 828: about half of PostgreSQL's time for each delivery (bench/README.md, "A
+-- the claim's 828: about half of the time of a delivery's two statements (bench/README.md, "A
 -- delivery's statements planned once per connection").
 --
 -- What each does is unchanged from the statements they replace, and the rules of

@@ -103,10 +103,10 @@ TARGETS = [
 
 def evaluate(document: dict) -> list[dict]:
     out = []
+    # Against the floor of `--floor outbox`, its ratios say so in their names.
+    floor = document["settings"]["floor"]
     for target in TARGETS:
         compare = COMPARISONS[target.comparison]
-        # Against the floor of `--floor outbox`, its ratios say so in their names.
-        floor = document["settings"]["floor"]
         name = target.name + (f" against the {FLOOR_NAMES[floor]}" if "floor" in target.name and floor != "plain" else "")
         for label, value in target.read(document):
             out.append({"target": name + (f" ({label})" if label else ""),

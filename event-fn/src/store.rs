@@ -70,12 +70,13 @@ pub enum CreateOutcome {
 // holds a share lock on it until the write commits: notify-fn's release waits for such writes
 // (sql/009_write_functions.sql and sql/011_write_functions_lease_first.sql say how).
 
-/// `$1` id.
+/// `$1` id: sql/014_read_function.sql's `get_event`, a function so that PostgreSQL plans its
+/// statement once per pooled connection rather than on every request. A row of NULLs: no such
+/// event.
 const GET_EVENT: &str = "
-    SELECT e.id, e.title, e.description, e.date, e.start_time, e.end_time, e.time_zone,
-           e.end_date, e.created_at, e.updated_at, e.version
-    FROM (VALUES (1)) AS one
-    LEFT JOIN events e ON e.id = $1";
+    SELECT id, title, description, date, start_time, end_time, time_zone, end_date, created_at,
+           updated_at, version
+    FROM get_event($1::int8)";
 
 /// `$1` from, `$2` to, `$3` ILIKE pattern, `$4`/`$5` the (date, id) after which the page
 /// starts, `$6` rows to fetch.

@@ -119,7 +119,8 @@ fn notify_fn_cannot_read_or_change_events() -> TestResult {
         "SELECT key, request FROM idempotency_keys",
         "permission denied for table idempotency_keys",
     )?;
-    // event-fn's writes (sql/009_write_functions.sql) are executable by event_fn alone.
+    // event-fn's writes (sql/009_write_functions.sql) and its read of one event
+    // (sql/014_read_function.sql) are executable by event_fn alone.
     for (function, arguments) in [
         (
             "create_event",
@@ -130,6 +131,7 @@ fn notify_fn_cannot_read_or_change_events() -> TestResult {
             "1, NULL, 'changed', false, NULL, NULL, 'event.updated', false, NULL, NULL, NULL, NULL",
         ),
         ("delete_event", "1, NULL, 'event.deleted'"),
+        ("get_event", "1"),
     ] {
         refused(
             Role::NotifyFn,
