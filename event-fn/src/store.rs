@@ -70,9 +70,9 @@ pub enum CreateOutcome {
 // holds a share lock on it until the write commits: notify-fn's release waits for such writes
 // (sql/009_write_functions.sql and sql/011_write_functions_lease_first.sql say how).
 
-/// `$1` id: sql/014_read_function.sql's `get_event`, a function so that PostgreSQL plans its
-/// statement once per pooled connection rather than on every request. A row of NULLs: no such
-/// event.
+/// `$1` id: sql/014_read_function.sql's `get_event`, a function so that PostgreSQL parses its
+/// statement once per pooled connection and keeps a plan, rather than planning on every
+/// request. A row of NULLs: no such event.
 const GET_EVENT: &str = "
     SELECT id, title, description, date, start_time, end_time, time_zone, end_date, created_at,
            updated_at, version

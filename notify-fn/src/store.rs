@@ -13,7 +13,8 @@
 //!   changes by increments on the notification's row (sql/005_delivery.sql says why).
 //! - The claim and the record, the two statements of every delivery, are PL/pgSQL functions
 //!   (sql/013_dispatch_functions.sql): Spin prepares a statement on every call, PL/pgSQL parses
-//!   and plans a function's statement once per connection, and a dispatch keeps its connection.
+//!   a function's statement once per connection and keeps its plan (a generic one after the
+//!   first five calls, as observed), and a dispatch keeps its connection.
 //!
 //! Every query returns at least one row (Spin 4.0.0-4.0.2 never returns from a query that
 //! returns none): what may find nothing anchors on a one-row source, so "nothing" is a row of
